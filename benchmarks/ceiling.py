@@ -1,0 +1,133 @@
+"""The offline ceiling: the raw ONNX Runtime session on the whole corpus, no HTTP, best batching found.
+
+Every strategy times the full pipeline a server also pays (tokenize, order, pad, run), with the
+server's own session options, after a warm-up; its throughput is the median over `passes` passes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.onnx_model import OnnxEncoder, create_session, load_tokenizer, locate, pad, server_session_options
+from benchmarks.stats import summarize
+
+Planner = Callable[[list[int]], list[list[int]]]
+
+
+@dataclass(frozen=True)
+class BatchingParams:
+    max_batch_size: int
+    max_batch_tokens: int
+    batch_overhead_tokens: int
+
+    def label(self) -> str:
+        return f"plan_batches(size<={self.max_batch_size}, tokens<={self.max_batch_tokens}, overhead={self.batch_overhead_tokens})"
+
+
+DEFAULT_PARAMS = BatchingParams(max_batch_size=64, max_batch_tokens=8192, batch_overhead_tokens=32)
+
+
+def server_batching_params(config: Path | None) -> BatchingParams:
+    """The batching limits the server would use for this model: config.pbtxt's, else the defaults."""
+    if config is None:
+        return DEFAULT_PARAMS
+    try:
+        from server.repository import PARAM_MAX_BATCH_TOKENS, read_model_config
+
+        model_config = read_model_config(config)
+        tokens = model_config.parameters.get(PARAM_MAX_BATCH_TOKENS)
+        return BatchingParams(
+            max_batch_size=model_config.max_batch_size or DEFAULT_PARAMS.max_batch_size,
+            max_batch_tokens=int(tokens.string_value) if tokens else DEFAULT_PARAMS.max_batch_tokens,
+            batch_overhead_tokens=DEFAULT_PARAMS.batch_overhead_tokens,
+        )
+    except Exception:
+        return DEFAULT_PARAMS
+
+
+def arrival_chunks(size: int) -> Planner:
+    return lambda lengths: [list(range(i, min(i + size, len(lengths)))) for i in range(0, len(lengths), size)]
+
+
+def sorted_chunks(size: int) -> Planner:
+    def plan(lengths: list[int]) -> list[list[int]]:
+        order = np.argsort(np.asarray(lengths), kind="stable").tolist()
+        return [order[i : i + size] for i in range(0, len(order), size)]
+
+    return plan
+
+
+def planned(params: BatchingParams) -> Planner:
+    from server.batching import plan_batches
+
+    return lambda lengths: plan_batches(lengths, **asdict(params))
+
+
+def strategies(params: BatchingParams) -> dict[str, Planner]:
+    variants = {
+        params,
+        BatchingParams(params.max_batch_size, params.max_batch_tokens, params.batch_overhead_tokens * 2),
+        BatchingParams(params.max_batch_size * 2, params.max_batch_tokens * 2, params.batch_overhead_tokens),
+    }
+    chosen = {"arrival order, batches of 32": arrival_chunks(32), "length-sorted, batches of 32": sorted_chunks(32)}
+    chosen.update({p.label(): planned(p) for p in sorted(variants, key=lambda p: (p.max_batch_size, p.batch_overhead_tokens))})
+    return chosen
+
+
+def run_batched(encoder: OnnxEncoder, texts: Sequence[str], plan: Planner) -> float:
+    """Seconds to embed every text: tokenize all, plan, pad and run each batch."""
+    start = time.perf_counter()
+    encodings = encoder.tokenizer.encode_batch(list(texts))
+    for batch in plan([len(e.ids) for e in encodings]):
+        encoder.run(*pad([encodings[i] for i in batch]))
+    return time.perf_counter() - start
+
+
+def single_latencies(encoder: OnnxEncoder, texts: Sequence[str]) -> list[float]:
+    """Seconds per text, one text per run: the best a server could answer one lone request."""
+    latencies = []
+    for text in texts:
+        start = time.perf_counter()
+        encoder.run(*pad([encoder.tokenizer.encode(text)]))
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def measure(repository: str, model: str, texts: list[str], tokens: list[int], passes: int = 3) -> dict:
+    """Run every strategy; returns throughput per strategy and the single-text latency summary."""
+    files = locate(Path(repository), model)
+    options = server_session_options()
+    encoder = OnnxEncoder(create_session(files.onnx, options), load_tokenizer(files.tokenizer, files.max_seq_length))
+    total_tokens = sum(tokens)
+    run_batched(encoder, texts[: min(len(texts), 256)], sorted_chunks(32))
+    rows = []
+    for label, plan in strategies(server_batching_params(files.config)).items():
+        seconds = [run_batched(encoder, texts, plan) for _ in range(passes)]
+        rows.append(_row(label, statistics.median(seconds), len(texts), total_tokens, seconds))
+    single = single_latencies(encoder, texts)
+    rows.append(_row("one text per run", sum(single), len(texts), total_tokens, [sum(single)]))
+    best = max(rows, key=lambda r: r["texts_per_s"])
+    return {
+        "model": model,
+        "intra_op_threads": options.intra_op_num_threads,
+        "strategies": rows,
+        "best": best["strategy"],
+        "best_texts_per_s": best["texts_per_s"],
+        "single_latency": summarize(single),
+    }
+
+
+def _row(label: str, seconds: float, texts: int, tokens: int, passes: list[float]) -> dict:
+    return {
+        "strategy": label,
+        "seconds": seconds,
+        "texts_per_s": texts / seconds,
+        "tokens_per_s": tokens / seconds,
+        "passes_s": passes,
+    }

@@ -1,0 +1,114 @@
+"""An exported model on disk, and the plain way to run it with ONNX Runtime: tokenize, run, pool."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MAX_SEQ_LENGTH = 256
+SENTENCE_OUTPUT = "sentence_embedding"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    name: str
+    onnx: Path
+    tokenizer: Path
+    max_seq_length: int
+    config: Path | None
+
+
+def locate(repository: Path, name: str) -> ModelFiles:
+    """`<repository>/<name>/<highest version>/{model.onnx,tokenizer.json}` plus the config's max_seq_length."""
+    model_dir = repository / name
+    versions = sorted((p for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    if not versions:
+        raise FileNotFoundError(f"{model_dir}: no numbered version directory")
+    version = versions[-1]
+    for required in ("model.onnx", "tokenizer.json"):
+        if not (version / required).is_file():
+            raise FileNotFoundError(f"{version / required} is missing")
+    config = model_dir / "config.pbtxt"
+    config = config if config.is_file() else None
+    return ModelFiles(name, version / "model.onnx", version / "tokenizer.json", _max_seq_length(config), config)
+
+
+def _max_seq_length(config: Path | None) -> int:
+    if config is None:
+        return DEFAULT_MAX_SEQ_LENGTH
+    try:
+        from server.repository import PARAM_MAX_SEQ_LENGTH, read_model_config
+
+        parameters = read_model_config(config).parameters
+        return int(parameters[PARAM_MAX_SEQ_LENGTH].string_value)
+    except Exception:
+        return DEFAULT_MAX_SEQ_LENGTH
+
+
+def load_tokenizer(path: Path, max_seq_length: int, pad_to_longest: bool = False):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_seq_length)
+    if pad_to_longest:
+        tokenizer.enable_padding()
+    return tokenizer
+
+
+def server_session_options():
+    """The server's own session options (intra-op = available CPUs, inter-op 1, sequential, ENABLE_ALL)."""
+    from server.session import session_options
+
+    return session_options(0)
+
+
+def create_session(path: Path, options=None):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def pad(encodings: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token ids to the longest; returns (input_ids, attention_mask) as int64."""
+    longest = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(encodings), longest), dtype=np.int64)
+    mask = np.zeros((len(encodings), longest), dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        ids[row, : len(encoding.ids)] = encoding.ids
+        mask[row, : len(encoding.ids)] = 1
+    return ids, mask
+
+
+class OnnxEncoder:
+    """Texts in, one embedding per text out, through a session and a tokenizer."""
+
+    def __init__(self, session, tokenizer) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.input_names = {i.name for i in session.get_inputs()}
+        outputs = [o.name for o in session.get_outputs()]
+        self.pooled = SENTENCE_OUTPUT in outputs
+        self.output = SENTENCE_OUTPUT if self.pooled else outputs[0]
+
+    def feeds(self, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        return feeds
+
+    def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        (out,) = self.session.run([self.output], self.feeds(ids, mask))
+        return out if self.pooled else mean_pool_normalize(out, mask)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.run(*pad(self.tokenizer.encode_batch(list(texts))))
+
+
+def mean_pool_normalize(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    weights = mask[..., None].astype(tokens.dtype)
+    pooled = (tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,86 @@
+"""Every error becomes the body of the protocol its route speaks; every response carries a request id."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from .errors import TEI_TYPE, ErrorKind, Protocol, ServerError, status_for
+from .protocols import openai
+from .state import CONFIG
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
+TEI_PATHS = frozenset({"/embed", "/embed_all", "/tokenize", "/decode", "/info", "/rerank", "/predict", "/similarity"})
+
+_HTTP_KINDS = {
+    404: (ErrorKind.NOT_FOUND, "no such route"),
+    405: (ErrorKind.METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    413: (ErrorKind.PAYLOAD_TOO_LARGE, "the request body is larger than the server accepts"),
+}
+
+
+def protocol_for(path: str) -> Protocol:
+    if path.startswith("/v2"):
+        return Protocol.KSERVE
+    if path in TEI_PATHS:
+        return Protocol.TEI
+    return Protocol.OPENAI
+
+
+def error_response(error: ServerError, protocol: Protocol) -> web.Response:
+    if protocol is Protocol.OPENAI:
+        body = openai.error_body(error)
+    elif protocol is Protocol.TEI:
+        body = orjson.dumps({"error": error.message, "error_type": TEI_TYPE[error.kind]})
+    else:
+        body = orjson.dumps({"error": error.message})
+    response = web.Response(status=status_for(error.kind, protocol), body=body, content_type="application/json")
+    if error.retry_after_s is not None:
+        response.headers["Retry-After"] = str(error.retry_after_s)
+    return response
+
+
+def _from_http(exc: web.HTTPException) -> ServerError:
+    kind, message = _HTTP_KINDS.get(exc.status, (ErrorKind.INVALID_INPUT, exc.reason))
+    if exc.status == 413:
+        message = f"{message} ({exc.text or 'too large'})"
+    return ServerError(kind, message)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
+    protocol = protocol_for(request.path)
+    try:
+        response = await handler(request)
+    except ServerError as exc:
+        response = error_response(exc, protocol)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(_from_http(exc), protocol)
+    except Exception:
+        log.exception("request %s %s %s failed", request_id, request.method, request.path)
+        response = error_response(
+            ServerError(ErrorKind.INTERNAL, f"internal server error (request id {request_id})"), protocol)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    key = request.app[CONFIG].api_key
+    if key and request.path not in UNAUTHENTICATED_PATHS:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+            raise ServerError(ErrorKind.UNAUTHORIZED, "a valid API key is required: 'Authorization: Bearer <key>'")
+    return await handler(request)

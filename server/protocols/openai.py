@@ -1,0 +1,125 @@
+"""OpenAI `/v1/embeddings`: parse and validate request bodies, build response and error bodies. No I/O."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..errors import ErrorKind, ServerError, invalid
+
+
+@dataclass(frozen=True)
+class EmbeddingsRequest:
+    model: str | None
+    texts: list[str] | None
+    token_ids: list[list[int]] | None
+    encoding_format: str
+    dimensions: int | None
+
+    @property
+    def count(self) -> int:
+        return len(self.texts if self.texts is not None else self.token_ids or [])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[list[int]] | None]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise invalid("'input' must be a string, a list of strings, a list of token ids or a list of such lists",
+                      "input")
+    if not value:
+        raise invalid("'input' must not be empty", "input")
+    if len(value) > max_inputs:
+        raise invalid(f"'input' has {len(value)} items; at most {max_inputs} are allowed per request", "input")
+    if all(isinstance(item, str) for item in value):
+        for index, text in enumerate(value):
+            if not text:
+                raise invalid(f"'input[{index}]' is an empty string", "input")
+            if "\x00" in text:
+                raise invalid(f"'input[{index}]' contains a NUL character", "input")
+        return value, None
+    if all(_is_int(item) for item in value):
+        return None, [value]
+    if all(isinstance(item, list) for item in value):
+        for index, ids in enumerate(value):
+            if not ids:
+                raise invalid(f"'input[{index}]' is an empty list of token ids", "input")
+            if not all(_is_int(t) for t in ids):
+                raise invalid(f"'input[{index}]' must be a list of integer token ids", "input")
+        return None, value
+    raise invalid("'input' items must be all strings, all token ids, or all lists of token ids", "input")
+
+
+def parse_embeddings_request(body: Any, *, max_inputs: int) -> EmbeddingsRequest:
+    if not isinstance(body, dict):
+        raise invalid("the request body must be a JSON object")
+    if "input" not in body:
+        raise invalid("'input' is required", "input")
+    texts, token_ids = _parse_input(body["input"], max_inputs)
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise invalid("'model' must be a string", "model")
+    encoding_format = body.get("encoding_format") or "float"
+    if encoding_format not in ("float", "base64"):
+        raise invalid("'encoding_format' must be 'float' or 'base64'", "encoding_format")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not _is_int(dimensions) or dimensions < 1):
+        raise invalid("'dimensions' must be a positive integer", "dimensions")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise invalid("'user' must be a string", "user")
+    return EmbeddingsRequest(model or None, texts, token_ids, encoding_format, dimensions)
+
+
+def reduce_dimensions(vectors: np.ndarray, dimensions: int | None, *, normalize: bool) -> np.ndarray:
+    """Matryoshka-style truncation; re-normalized when the model's outputs are normalized."""
+    if dimensions is None or dimensions == vectors.shape[1]:
+        return vectors
+    if dimensions > vectors.shape[1]:
+        raise invalid(f"'dimensions' must be at most {vectors.shape[1]} for this model", "dimensions")
+    reduced = vectors[:, :dimensions]
+    if normalize:
+        norms = np.linalg.norm(reduced, axis=1, keepdims=True)
+        reduced = reduced / np.maximum(norms, 1e-12)
+    return np.ascontiguousarray(reduced, dtype=np.float32)
+
+
+def build_embeddings_response(model: str, vectors: np.ndarray, prompt_tokens: int, encoding_format: str) -> bytes:
+    if encoding_format == "base64":
+        little = vectors.astype("<f4", copy=False)
+        data = [{"object": "embedding", "index": i, "embedding": base64.b64encode(row.tobytes()).decode("ascii")}
+                for i, row in enumerate(little)]
+    else:
+        data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(vectors)]
+    body = {"object": "list", "data": data, "model": model,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def build_models_response(models: list[tuple[str, int]]) -> bytes:
+    return orjson.dumps({"object": "list", "data": [
+        {"id": name, "object": "model", "created": created, "owned_by": "onnx-embedding-server"}
+        for name, created in models]})
+
+
+_CODES = {
+    ErrorKind.OVERLOADED: "rate_limit_exceeded",
+    ErrorKind.UNAUTHORIZED: "invalid_api_key",
+}
+
+
+def error_body(error: ServerError) -> bytes:
+    return orjson.dumps({"error": {
+        "message": error.message,
+        "type": error.kind.value,
+        "param": error.param,
+        "code": error.code or _CODES.get(error.kind),
+    }})

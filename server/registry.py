@@ -1,0 +1,117 @@
+"""The models being served, loaded eagerly at start-up and at run time through the repository API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from . import repository as repo
+from .config import ServerConfig
+from .errors import ErrorKind, ServerError
+from .model import ServedModel
+from .worker import BatchObserver
+
+log = logging.getLogger(__name__)
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        config: ServerConfig,
+        on_batch: Callable[[str], BatchObserver],
+        on_fatal: Callable[[str, BaseException], None],
+    ) -> None:
+        self._config = config
+        self._on_batch = on_batch
+        self._on_fatal = on_fatal
+        self._models: dict[str, ServedModel] = {}
+        self._unavailable: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def repository(self):
+        return self._config.model_repository
+
+    def __iter__(self):
+        return iter(list(self._models.values()))
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        model = self._models.get(name)
+        if model is None:
+            raise ServerError(ErrorKind.NOT_FOUND, f"Request for unknown model: '{name}' is not found", param="model",
+                              code="model_not_found")
+        if version not in (None, "", str(model.info.version)):
+            raise ServerError(ErrorKind.NOT_FOUND, f"Request for unknown model: '{name}' version {version} is not found",
+                              param="model", code="model_not_found")
+        return model
+
+    def default(self) -> ServedModel:
+        if not self._models:
+            raise ServerError(ErrorKind.UNAVAILABLE, "no model is loaded", retry_after_s=5)
+        return self._models[sorted(self._models)[0]]
+
+    def _load_blocking(self, name: str) -> ServedModel:
+        entry = repo.find_model(self._config.model_repository, name)
+        return ServedModel.load(entry, self._config, self._on_batch, self._on_fatal)
+
+    def load_startup_models(self) -> None:
+        """Load every model (or the configured ones) before the server is ready. Blocking; raises on any failure."""
+        names = list(self._config.models) or repo.model_names(self._config.model_repository)
+        if not names:
+            raise repo.RepositoryError(f"no model found in repository {self._config.model_repository}")
+        for name in names:
+            self._models[name] = self._load_blocking(name)
+
+    async def load(self, name: str) -> None:
+        """Load or reload `name` off the event loop; the old instance keeps serving until the new one is ready."""
+        repo.validate_model_name(name)
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            try:
+                model = await loop.run_in_executor(None, self._load_blocking, name)
+            except repo.ModelNotFound as exc:
+                raise ServerError(ErrorKind.NOT_FOUND, str(exc)) from exc
+            except Exception as exc:
+                log.exception("loading model %s failed", name)
+                self._unavailable[name] = f"load failed: {type(exc).__name__}"
+                raise ServerError(ErrorKind.INVALID_INPUT, f"failed to load model '{name}': {exc}") from exc
+            old = self._models.get(name)
+            self._models[name] = model
+            self._unavailable.pop(name, None)
+        if old is not None:
+            await old.stop(self._config.shutdown_grace_s)
+
+    async def unload(self, name: str) -> None:
+        """Stop routing to `name`; requests already queued on it finish first."""
+        repo.validate_model_name(name)
+        async with self._lock:
+            model = self._models.pop(name, None)
+            if model is None:
+                raise ServerError(ErrorKind.NOT_FOUND, f"failed to unload '{name}', no version is available")
+            self._unavailable[name] = "unloaded"
+        await model.stop(self._config.shutdown_grace_s)
+
+    def index(self) -> list[dict[str, str]]:
+        try:
+            names = set(repo.model_names(self._config.model_repository))
+        except repo.RepositoryError:
+            names = set()
+        rows = []
+        for name in sorted(names | set(self._models) | set(self._unavailable)):
+            model = self._models.get(name)
+            if model is not None:
+                rows.append({"name": name, "version": str(model.info.version), "state": "READY", "reason": ""})
+            else:
+                rows.append({"name": name, "state": "UNAVAILABLE", "reason": self._unavailable.get(name, "unloaded")})
+        return rows
+
+    async def stop_all(self) -> None:
+        models, self._models = list(self._models.values()), {}
+        await asyncio.gather(*(m.stop(self._config.shutdown_grace_s) for m in models))

@@ -1,0 +1,138 @@
+"""The Triton-style model repository: `<repo>/<name>/config.pbtxt` + `<repo>/<name>/<version>/model.onnx`.
+
+This module is the contract between `export/` (which writes it) and `server/` (which reads it). The
+config is Triton's own `inference.ModelConfig` message, read and written with protobuf `text_format`;
+the embedding metadata the server needs lives in its `parameters` map.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import json_format, text_format
+from tritonclient.grpc import model_config_pb2
+
+ModelConfig = model_config_pb2.ModelConfig
+
+CONFIG_FILE = "config.pbtxt"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+REPORT_FILE = "export_report.json"
+
+# Keys of ModelConfig.parameters that carry the embedding contract.
+PARAM_POOLING = "pooling"
+PARAM_NORMALIZE = "normalize"
+PARAM_MAX_SEQ_LENGTH = "max_seq_length"
+PARAM_DIMENSION = "dimension"
+PARAM_PRECISION = "precision"
+PARAM_MAX_BATCH_TOKENS = "max_batch_tokens"
+PARAM_SOURCE = "source_model"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RepositoryError(Exception):
+    """A model repository entry is missing, malformed or not allowed."""
+
+
+class ModelNotFound(RepositoryError):
+    pass
+
+
+def validate_model_name(name: str) -> str:
+    """Return `name` if it is a plain model directory name; raise otherwise (no paths, no traversal)."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise RepositoryError(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (at most 128), no path parts"
+        )
+    return name
+
+
+def read_model_config(path: Path) -> ModelConfig:
+    config = ModelConfig()
+    try:
+        text_format.Parse(path.read_text(encoding="utf-8"), config)
+    except text_format.ParseError as exc:
+        raise RepositoryError(f"{path}: not a valid Triton ModelConfig: {exc}") from exc
+    return config
+
+
+def write_model_config(config: ModelConfig, path: Path) -> None:
+    path.write_text(text_format.MessageToString(config), encoding="utf-8")
+
+
+def model_config_json(config: ModelConfig) -> dict:
+    """The ModelConfig as Triton's HTTP `/config` endpoint shows it (proto field names, enums as strings)."""
+    return json_format.MessageToDict(
+        config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def model_names(repository: Path) -> list[str]:
+    """Names of the model directories in the repository that hold a config.pbtxt."""
+    if not repository.is_dir():
+        raise RepositoryError(f"model repository {repository} does not exist or is not a directory")
+    return sorted(
+        p.name for p in repository.iterdir() if p.is_dir() and _NAME.fullmatch(p.name) and (p / CONFIG_FILE).is_file()
+    )
+
+
+def model_versions(model_dir: Path) -> list[int]:
+    """Published versions: numeric directory names not starting with 0 (Triton's rule) that hold a model.onnx.
+
+    An export writes into a hidden temporary directory and renames it into place, so a version
+    directory only exists once it is complete.
+    """
+    versions = []
+    for p in model_dir.iterdir():
+        if p.is_dir() and p.name.isdigit() and not p.name.startswith("0") and (p / MODEL_FILE).is_file():
+            versions.append(int(p.name))
+    return sorted(versions)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model version as found on disk."""
+
+    name: str
+    version: int
+    config: ModelConfig
+    directory: Path
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.directory / MODEL_FILE
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.directory / TOKENIZER_FILE
+
+    def parameter(self, key: str, default: str | None = None) -> str | None:
+        if key in self.config.parameters:
+            return self.config.parameters[key].string_value
+        return default
+
+
+def find_model(repository: Path, name: str, version: int | None = None) -> ModelEntry:
+    """Resolve `name` (and `version`, default the highest) inside `repository`."""
+    validate_model_name(name)
+    model_dir = repository / name
+    root = repository.resolve()
+    if not model_dir.resolve().is_relative_to(root) or not (model_dir / CONFIG_FILE).is_file():
+        raise ModelNotFound(f"model {name!r} is not in repository {repository}")
+    config = read_model_config(model_dir / CONFIG_FILE)
+    if config.name and config.name != name:
+        raise RepositoryError(f"{model_dir / CONFIG_FILE}: name {config.name!r} differs from directory {name!r}")
+    config.name = name
+    versions = model_versions(model_dir)
+    if not versions:
+        raise RepositoryError(f"model {name!r} has no published version (expected {model_dir}/<n>/{MODEL_FILE})")
+    chosen = versions[-1] if version is None else version
+    if chosen not in versions:
+        raise ModelNotFound(f"model {name!r} has no version {chosen} (versions: {versions})")
+    directory = model_dir / str(chosen)
+    if not (directory / TOKENIZER_FILE).is_file():
+        raise RepositoryError(f"{directory}: {TOKENIZER_FILE} is missing")
+    return ModelEntry(name=name, version=chosen, config=config, directory=directory)

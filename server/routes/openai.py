@@ -1,0 +1,54 @@
+"""OpenAI-compatible routes: /v1/embeddings (and /embeddings), /v1/models."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..errors import invalid
+from ..model import Embeddings, ServedModel
+from ..protocols import openai
+from ..state import CONFIG, REGISTRY
+from .common import json_response, read_json, render
+
+routes = web.RouteTableDef()
+
+
+def timing_headers(result: Embeddings) -> dict[str, str]:
+    return {
+        "X-Truncated-Inputs": str(result.truncated),
+        "X-Queue-Time-Ms": f"{result.queue_ns / 1e6:.3f}",
+        "X-Inference-Time-Ms": f"{result.compute_ns / 1e6:.3f}",
+    }
+
+
+async def _embed(model: ServedModel, request: openai.EmbeddingsRequest) -> Embeddings:
+    if request.texts is not None:
+        tokenized = await model.tokenize_texts(request.texts)
+    else:
+        tokenized = await model.tokenize_ids(request.token_ids or [])
+    return await model.embed(tokenized)
+
+
+@routes.post("/v1/embeddings")
+@routes.post("/embeddings")
+async def embeddings(request: web.Request) -> web.Response:
+    config, registry = request.app[CONFIG], request.app[REGISTRY]
+    parsed = openai.parse_embeddings_request(await read_json(request), max_inputs=config.max_inputs)
+    model = registry.get(parsed.model) if parsed.model else registry.default()
+    if parsed.dimensions is not None and parsed.dimensions > model.info.dimension:
+        raise invalid(f"'dimensions' must be at most {model.info.dimension} for model {model.info.name}",
+                      "dimensions")
+    result = await _embed(model, parsed)
+    vectors = openai.reduce_dimensions(result.vectors, parsed.dimensions, normalize=model.info.normalize)
+    body = await render(
+        lambda: openai.build_embeddings_response(model.info.name, vectors, result.token_count,
+                                                 parsed.encoding_format),
+        vectors.size)
+    return json_response(body, headers=timing_headers(result))
+
+
+@routes.get("/v1/models")
+@routes.get("/models")
+async def models(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    return json_response(openai.build_models_response([(m.info.name, 0) for m in registry]))

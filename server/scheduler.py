@@ -1,0 +1,137 @@
+"""Work handed from the event loop to a model's inference threads.
+
+Ownership: `WorkQueue.put` takes a Job from the event loop; from then on only an inference thread
+touches the job's worker-side fields, and the result or error goes back to the loop with
+`loop.call_soon_threadsafe`. A job whose future is done (the client went away, or it already
+failed) is dropped before it costs compute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ErrorKind, ServerError
+
+
+@dataclass(frozen=True)
+class JobResult:
+    embeddings: np.ndarray  # [n, dim] float32
+    queue_ns: int
+    compute_ns: int
+
+
+@dataclass(eq=False)
+class Job:
+    sequences: list[np.ndarray]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[JobResult]
+    deadline: float | None = None  # time.monotonic() by which computing must start
+    enqueued_ns: int = field(default_factory=time.perf_counter_ns)
+    output: np.ndarray | None = None
+    remaining: int = 0
+    started_ns: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
+    settled: bool = False
+
+    def __post_init__(self) -> None:
+        self.remaining = len(self.sequences)
+
+    @property
+    def abandoned(self) -> bool:
+        return self.settled or self.future.done()
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and not self.started_ns and now > self.deadline
+
+    def resolve(self) -> None:
+        assert self.output is not None
+        self.settled = True
+        compute = self.compute_input_ns + self.compute_infer_ns + self.compute_output_ns
+        result = JobResult(self.output, self.started_ns - self.enqueued_ns, compute)
+        self.loop.call_soon_threadsafe(_settle, self.future, result, None)
+
+    def fail(self, error: BaseException) -> None:
+        self.settled = True
+        self.loop.call_soon_threadsafe(_settle, self.future, None, error)
+
+
+def _settle(future: asyncio.Future[JobResult], result: JobResult | None, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
+class WorkQueue:
+    """A bounded FIFO of jobs shared by the inference threads of one model."""
+
+    def __init__(self, max_requests: int) -> None:
+        self.max_requests = max_requests
+        self._jobs: deque[Job] = deque()
+        self._items = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def put(self, job: Job) -> None:
+        with self._cond:
+            if self._closed:
+                raise ServerError(ErrorKind.UNAVAILABLE, "the model is being unloaded or the server is stopping",
+                                  retry_after_s=1)
+            if self.max_requests and len(self._jobs) >= self.max_requests:
+                raise ServerError(ErrorKind.OVERLOADED, "Exceeds maximum queue size", retry_after_s=1)
+            self._jobs.append(job)
+            self._items += len(job.sequences)
+            self._cond.notify()
+
+    def take(self, max_items: int, max_delay_s: float) -> list[Job] | None:
+        """Block for work; return whole jobs in FIFO order, about `max_items` texts, or None once closed and empty.
+
+        With a delay, wait until `max_items` texts are queued or the oldest job has waited `max_delay_s`.
+        """
+        with self._cond:
+            while not self._jobs and not self._closed:
+                self._cond.wait()
+            if not self._jobs:
+                return None
+            if max_delay_s > 0:
+                flush_at = self._jobs[0].enqueued_ns / 1e9 + max_delay_s
+                while self._items < max_items and not self._closed:
+                    remaining = flush_at - time.perf_counter_ns() / 1e9
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            jobs = [self._jobs.popleft()]
+            taken = len(jobs[0].sequences)
+            while self._jobs and taken + len(self._jobs[0].sequences) <= max_items:
+                job = self._jobs.popleft()
+                taken += len(job.sequences)
+                jobs.append(job)
+            self._items -= taken
+            return jobs
+
+    def close(self) -> None:
+        """No new jobs; threads finish what is queued, then `take` returns None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def fail_all(self, error: BaseException) -> None:
+        with self._cond:
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._items = 0
+        for job in jobs:
+            job.fail(error)

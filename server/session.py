@@ -1,0 +1,94 @@
+"""ONNX Runtime sessions with explicit threading and execution-provider settings."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def available_cpus() -> int:
+    """CPUs this process may actually use: its affinity mask, capped by a cgroup v2/v1 CPU quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """How to build one instance's session."""
+
+    model_path: Path
+    device: str  # "cpu" or "gpu"
+    device_id: int = 0
+    intra_op_threads: int = 0
+    cuda_options: tuple[tuple[str, str], ...] = ()
+
+
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads or available_cpus()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Shapes change with every batch; a memory pattern planned for one shape is rarely reused.
+    options.enable_mem_pattern = False
+    options.log_severity_level = 3
+    return options
+
+
+def cuda_provider_options(spec: SessionSpec) -> dict[str, str]:
+    options = {
+        "device_id": str(spec.device_id),
+        "arena_extend_strategy": "kSameAsRequested",
+        "cudnn_conv_algo_search": "HEURISTIC",
+        "do_copy_in_default_stream": "1",
+    }
+    options.update(dict(spec.cuda_options))
+    return options
+
+
+def create_session(spec: SessionSpec) -> ort.InferenceSession:
+    """Build the session; a GPU instance whose CUDA provider did not load is an error, never a silent CPU run."""
+    options = session_options(spec.intra_op_threads)
+    if spec.device == "gpu":
+        providers: list = [(CUDA, cuda_provider_options(spec)), CPU]
+    else:
+        providers = [CPU]
+    session = ort.InferenceSession(str(spec.model_path), sess_options=options, providers=providers)
+    active = session.get_providers()
+    if spec.device == "gpu" and (not active or active[0] != CUDA):
+        raise RuntimeError(
+            f"{spec.model_path}: the CUDA execution provider did not load (active providers: {active}; "
+            f"onnxruntime {ort.__version__}, device {ort.get_device()}); refusing to serve a GPU instance from CPU"
+        )
+    log.info("session %s on %s, intra-op threads %d", spec.model_path, active[0], options.intra_op_num_threads)
+    return session
