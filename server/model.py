@@ -189,6 +189,7 @@ class ServedModel:
             self.stats.record_failure(0)
             raise
         self.stats.change_pending(1)
+        job.future.add_done_callback(lambda f: f.cancelled() and self._queue.discard(job))
         try:
             result: JobResult = await job.future
         finally:

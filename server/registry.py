@@ -15,6 +15,13 @@ from .worker import BatchObserver
 log = logging.getLogger(__name__)
 
 
+def _check_name(name: str) -> None:
+    try:
+        repo.validate_model_name(name)
+    except repo.RepositoryError as exc:
+        raise ServerError(ErrorKind.INVALID_INPUT, str(exc), param="model") from None
+
+
 class ModelRegistry:
     def __init__(
         self,
@@ -71,7 +78,7 @@ class ModelRegistry:
 
     async def load(self, name: str) -> None:
         """Load or reload `name` off the event loop; the old instance keeps serving until the new one is ready."""
-        repo.validate_model_name(name)
+        _check_name(name)
         async with self._lock:
             loop = asyncio.get_running_loop()
             try:
@@ -81,7 +88,8 @@ class ModelRegistry:
             except Exception as exc:
                 log.exception("loading model %s failed", name)
                 self._unavailable[name] = f"load failed: {type(exc).__name__}"
-                raise ServerError(ErrorKind.INVALID_INPUT, f"failed to load model '{name}': {exc}") from exc
+                raise ServerError(ErrorKind.INVALID_INPUT,
+                                  f"failed to load model '{name}'; the server log has the cause") from exc
             old = self._models.get(name)
             self._models[name] = model
             self._unavailable.pop(name, None)
@@ -90,7 +98,7 @@ class ModelRegistry:
 
     async def unload(self, name: str) -> None:
         """Stop routing to `name`; requests already queued on it finish first."""
-        repo.validate_model_name(name)
+        _check_name(name)
         async with self._lock:
             model = self._models.pop(name, None)
             if model is None:

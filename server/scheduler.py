@@ -122,6 +122,15 @@ class WorkQueue:
             self._items -= taken
             return jobs
 
+    def discard(self, job: Job) -> None:
+        """Free the slot of a job whose client went away while it was still queued."""
+        with self._cond:
+            try:
+                self._jobs.remove(job)
+            except ValueError:
+                return
+            self._items -= len(job.sequences)
+
     def close(self) -> None:
         """No new jobs; threads finish what is queued, then `take` returns None."""
         with self._cond:

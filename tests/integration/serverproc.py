@@ -1,0 +1,82 @@
+"""Start `python -m server` as a real process on a free loopback port, with bounded waits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError(f"server did not exit within {timeout}s of signal {sig}\n{self.log()[-3000:]}")
+
+
+def launch(args: list[str], env: dict[str, str] | None = None, module: str = "server") -> ServerProcess:
+    port = free_port()
+    log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *args],
+        cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    return ServerProcess(process, port, Path(log_file.name))
+
+
+def start_server(repository: Path, *args: str, env: dict[str, str] | None = None, module: str = "server",
+                 ready_timeout: float = 180.0) -> ServerProcess:
+    server = launch(["--model-repository", str(repository), *args], env, module)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"server exited with {server.process.returncode}\n{server.log()[-3000:]}")
+        if http_status(server.url + "/v2/health/ready") == 200:
+            return server
+        time.sleep(0.2)
+    server.stop(signal.SIGKILL)
+    raise AssertionError(f"server not ready within {ready_timeout}s\n{server.log()[-3000:]}")

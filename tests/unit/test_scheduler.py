@@ -1,0 +1,90 @@
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from server.errors import ErrorKind, ServerError
+from server.scheduler import Job, WorkQueue
+
+
+def make_job(loop, n=1, length=4, deadline=None):
+    return Job([np.arange(length, dtype=np.int64)] * n, loop, loop.create_future(), deadline)
+
+
+async def test_queue_rejects_beyond_its_bound_with_retry_after():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(max_requests=2)
+    queue.put(make_job(loop))
+    queue.put(make_job(loop))
+    with pytest.raises(ServerError) as info:
+        queue.put(make_job(loop))
+    assert info.value.kind is ErrorKind.OVERLOADED and info.value.retry_after_s
+
+
+async def test_take_returns_whole_jobs_fifo_up_to_the_item_limit():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    jobs = [make_job(loop, n=3) for _ in range(4)]
+    for job in jobs:
+        queue.put(job)
+    assert queue.take(max_items=7, max_delay_s=0) == jobs[:2]
+    assert queue.take(max_items=1, max_delay_s=0) == [jobs[2]]  # one job even if larger than the limit
+    assert len(queue) == 1
+
+
+async def test_max_delay_waits_for_more_work_but_not_longer():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    queue.put(make_job(loop))
+    start = time.perf_counter()
+    taken = queue.take(max_items=8, max_delay_s=0.05)
+    waited = time.perf_counter() - start
+    assert len(taken) == 1 and 0.03 <= waited < 1.0
+
+
+async def test_max_delay_ends_early_when_the_batch_fills():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    queue.put(make_job(loop))
+    threading.Timer(0.02, lambda: queue.put(make_job(loop, n=7))).start()
+    start = time.perf_counter()
+    taken = queue.take(max_items=8, max_delay_s=5.0)
+    assert sum(len(j.sequences) for j in taken) == 8 and time.perf_counter() - start < 2.0
+
+
+async def test_discard_frees_the_slot_of_a_cancelled_job():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(max_requests=1)
+    job = make_job(loop)
+    queue.put(job)
+    queue.discard(job)
+    queue.put(make_job(loop))
+    assert len(queue) == 1
+
+
+async def test_close_wakes_takers_and_refuses_new_work():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    result = []
+    taker = threading.Thread(target=lambda: result.append(queue.take(4, 0)))
+    taker.start()
+    queue.close()
+    taker.join(2)
+    assert result == [None]
+    with pytest.raises(ServerError) as info:
+        queue.put(make_job(loop))
+    assert info.value.kind is ErrorKind.UNAVAILABLE
+
+
+async def test_fail_all_settles_every_queued_future():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    jobs = [make_job(loop) for _ in range(3)]
+    for job in jobs:
+        queue.put(job)
+    queue.fail_all(ServerError(ErrorKind.UNAVAILABLE, "stopping"))
+    for job in jobs:
+        with pytest.raises(ServerError):
+            await asyncio.wait_for(job.future, 1)

@@ -1,0 +1,133 @@
+"""The inference thread with a fake session: grouping, fan-out, a failing batch, cancellation, deadlines."""
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from server.errors import ErrorKind, ServerError
+from server.scheduler import Job, WorkQueue
+from server.statistics import ModelStatistics
+from server.worker import BatchPolicy, InferenceWorker
+
+MARKER = 999
+
+
+class FakeSession:
+    """Embeds a text as [sum of ids, length]; fails any batch holding the marker id."""
+
+    def __init__(self, delay_s=0.0):
+        self.batches: list[tuple[int, int]] = []
+        self.delay_s = delay_s
+
+    def run(self, output_names, feeds):
+        ids, mask = feeds["input_ids"], feeds["attention_mask"]
+        self.batches.append(ids.shape)
+        time.sleep(self.delay_s)
+        if (ids == MARKER).any():
+            raise RuntimeError("injected fault")
+        return [np.stack([(ids * mask).sum(1), mask.sum(1)], axis=1).astype(np.float32)]
+
+
+@pytest.fixture
+def rig():
+    session = FakeSession()
+    queue = WorkQueue(0)
+    stats = ModelStatistics("fake", 1)
+    fatal = []
+    worker = InferenceWorker("infer-test", session, ["input_ids", "attention_mask"], "out", 0, queue,
+                             BatchPolicy(8, 1024, 0.0, 4), stats, lambda *a: None, fatal.append)
+    yield session, queue, stats, worker, fatal
+    queue.close()
+    worker.join(5)
+
+
+def job(loop, *sequences, deadline=None):
+    return Job([np.asarray(s, dtype=np.int64) for s in sequences], loop, loop.create_future(), deadline)
+
+
+async def test_results_come_back_in_input_order_across_batches(rig):
+    session, queue, stats, worker, _ = rig
+    loop = asyncio.get_running_loop()
+    sequences = [[1] * n for n in (30, 2, 17, 5, 30, 1, 9, 2, 3, 4, 5, 6)]
+    j = job(loop, *sequences)
+    queue.put(j)
+    worker.start()
+    result = await asyncio.wait_for(j.future, 5)
+    assert result.embeddings[:, 1].tolist() == [len(s) for s in sequences]
+    assert len(session.batches) >= 2  # 12 texts > max_batch_size 8: split, not rejected
+    assert stats.success.count == 1 and stats.inference_count == 12
+
+
+async def test_a_failing_batch_fails_only_its_own_requests(rig):
+    _, queue, stats, worker, fatal = rig
+    loop = asyncio.get_running_loop()
+    bad, good = job(loop, [MARKER, 1]), job(loop, [1] * 50)  # lengths differ: different batches
+    queue.put(bad)
+    queue.put(good)
+    worker.start()
+    with pytest.raises(ServerError) as info:
+        await asyncio.wait_for(bad.future, 5)
+    assert info.value.kind is ErrorKind.INTERNAL and "injected" not in info.value.message
+    assert (await asyncio.wait_for(good.future, 5)).embeddings[0, 1] == 50
+    after = job(loop, [3, 4])
+    queue.put(after)
+    assert (await asyncio.wait_for(after.future, 5)).embeddings[0, 0] == 7
+    assert stats.fail.count == 1 and not fatal and worker.is_alive()
+
+
+async def test_cancelled_requests_cost_no_compute(rig):
+    session, queue, _, worker, _ = rig
+    loop = asyncio.get_running_loop()
+    gone = job(loop, [5] * 7)
+    gone.future.cancel()
+    kept = job(loop, [1, 2])
+    queue.put(gone)
+    queue.put(kept)
+    worker.start()
+    await asyncio.wait_for(kept.future, 5)
+    assert all(shape[1] != 7 for shape in session.batches)
+
+
+async def test_a_request_past_its_deadline_is_refused_without_compute(rig):
+    session, queue, stats, worker, _ = rig
+    loop = asyncio.get_running_loop()
+    late = job(loop, [1] * 11, deadline=time.monotonic() - 1)
+    queue.put(late)
+    worker.start()
+    with pytest.raises(ServerError) as info:
+        await asyncio.wait_for(late.future, 5)
+    assert info.value.kind is ErrorKind.TIMEOUT
+    assert session.batches == [] and stats.fail.count == 1
+
+
+async def test_batch_composition_does_not_change_results(rig):
+    _, queue, _, worker, _ = rig
+    loop = asyncio.get_running_loop()
+    worker.start()
+    alone = job(loop, [7, 8, 9])
+    queue.put(alone)
+    single = (await asyncio.wait_for(alone.future, 5)).embeddings
+    crowd = [job(loop, [1] * n) for n in (1, 3, 3, 40)] + [job(loop, [7, 8, 9])]
+    for j in crowd:
+        queue.put(j)
+    together = (await asyncio.wait_for(crowd[-1].future, 5)).embeddings
+    np.testing.assert_array_equal(single, together)
+
+
+async def test_a_dying_thread_reports_itself(rig):
+    _, queue, _, worker, fatal = rig
+
+    class Boom(BaseException):
+        pass
+
+    def explode(jobs):
+        raise Boom()
+
+    worker._run_round = explode
+    loop = asyncio.get_running_loop()
+    queue.put(job(loop, [1]))
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive() and isinstance(fatal[0], Boom)
