@@ -27,8 +27,11 @@ def main(argv: list[str] | None = None) -> int:
             access_log=None,
             print=lambda text: logging.getLogger("server").info(text.strip()),
         )
-    except (RepositoryError, RuntimeError, OSError, ValueError) as exc:
+    except RepositoryError as exc:
         logging.getLogger("server").critical("start-up failed: %s", exc)
+        return 1
+    except Exception as exc:
+        logging.getLogger("server").critical("start-up failed: %s: %s", type(exc).__name__, exc)
         return 1
     return 1 if app[LIFECYCLE].fatal is not None else 0
 

@@ -79,11 +79,15 @@ class InferenceWorker:
         return self._session.run([self._output_name], self._feeds(sequences))[0]
 
     def _run(self) -> None:
+        jobs: list[Job] | None = []
         try:
             while (jobs := self._queue.take(self._policy.round_items, self._policy.max_queue_delay_s)) is not None:
                 self._run_round(jobs)
-        except BaseException as exc:  # the thread must never die silently
+        except BaseException as exc:  # the thread must never die silently, nor leave its jobs waiting
             log.critical("inference thread %s died", self.name, exc_info=True)
+            for job in jobs or []:
+                if not job.settled:
+                    job.fail(ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
             self._on_fatal(exc)
 
     def _run_round(self, jobs: list[Job]) -> None:

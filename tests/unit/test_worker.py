@@ -127,7 +127,11 @@ async def test_a_dying_thread_reports_itself(rig):
 
     worker._run_round = explode
     loop = asyncio.get_running_loop()
-    queue.put(job(loop, [1]))
+    held = job(loop, [1])
+    queue.put(held)
     worker.start()
     worker.join(5)
     assert not worker.is_alive() and isinstance(fatal[0], Boom)
+    with pytest.raises(ServerError) as info:  # the job it held is answered, not left waiting
+        await asyncio.wait_for(held.future, 5)
+    assert info.value.kind is ErrorKind.UNAVAILABLE

@@ -1,0 +1,44 @@
+"""`python -m tests.integration.faulty_server`: the real server, with sessions that fail on marker token ids.
+
+Token id FAIL_ID in a batch makes that model run raise (a failed batch); DIE_ID kills the inference
+thread outright. Clients reach them through OpenAI's token-id input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import server.model
+from server.__main__ import main
+
+FAIL_ID = 1
+DIE_ID = 2
+
+
+class ThreadKiller(BaseException):
+    pass
+
+
+class FaultySession:
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def run(self, output_names, feeds):
+        ids = feeds["input_ids"]
+        if np.any(ids == DIE_ID):
+            raise ThreadKiller("injected thread death")
+        if np.any(ids == FAIL_ID):
+            raise RuntimeError("injected inference fault: secret internal detail")
+        return self._inner.run(output_names, feeds)
+
+
+_create_session = server.model.create_session
+server.model.create_session = lambda spec: FaultySession(_create_session(spec))
+
+if __name__ == "__main__":
+    sys.exit(main())
