@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
+UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready", "/openapi.json"})
 TEI_PATHS = frozenset({"/embed", "/embed_all", "/tokenize", "/decode", "/info", "/rerank", "/predict", "/similarity"})
 
 _HTTP_KINDS = {
