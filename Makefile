@@ -8,7 +8,9 @@ MODELS ?= models
 MODEL  ?= all-MiniLM-L6-v2
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-EXTRAS ?= cpu,export,test,bench
+# onnxruntime and onnxruntime-gpu must never share an environment: take the GPU build only where a GPU is.
+DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+EXTRAS ?= $(DEVICE),export,test,bench
 
 .PHONY: install serve export test lint bench soak clean
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -59,13 +60,21 @@ def _instance_specs(entry: repo.ModelEntry, config: ServerConfig) -> list[Sessio
     for group in groups:
         gpu = config.device == "gpu" or (config.device == "config" and group.kind == kinds.KIND_GPU)
         count = max(1, group.count)
+        path = gpu_model_path(entry) if gpu else entry.onnx_path
         for device_id in (list(group.gpus) or [0]) if gpu else [0]:
-            specs += [SessionSpec(entry.onnx_path, "gpu" if gpu else "cpu", device_id, 0,
-                                  tuple(cuda_options.items()))] * count
+            specs += [SessionSpec(path, "gpu" if gpu else "cpu", device_id, 0, tuple(cuda_options.items()))] * count
     cpu_instances = sum(1 for s in specs if s.device == "cpu")
     threads = config.intra_op_threads or max(1, available_cpus() // max(1, cpu_instances))
     return [SessionSpec(s.model_path, s.device, s.device_id, threads if s.device == "cpu" else 1, s.cuda_options)
             for s in specs]
+
+
+def gpu_model_path(entry: repo.ModelEntry) -> Path:
+    """GPU instances of an fp32 model run its published fp16 variant (`<name>-fp16`, same version) when present."""
+    if entry.parameter(repo.PARAM_PRECISION, "fp32") != "fp32":
+        return entry.onnx_path
+    variant = entry.directory.parent.parent / f"{entry.name}-fp16" / str(entry.version) / repo.MODEL_FILE
+    return variant if variant.is_file() else entry.onnx_path
 
 
 def _config_cuda_options(config: repo.ModelConfig) -> list[tuple[str, str]]:
@@ -149,7 +158,8 @@ class ServedModel:
             name=entry.name, version=entry.version, dimension=dimension, max_seq_length=max_seq_length,
             pooling=entry.parameter(repo.PARAM_POOLING, "unknown") or "unknown",
             normalize=(entry.parameter(repo.PARAM_NORMALIZE, "false") or "false").lower() == "true",
-            precision=entry.parameter(repo.PARAM_PRECISION, "fp32") or "fp32",
+            precision="fp16" if specs[0].model_path != entry.onnx_path else (
+                entry.parameter(repo.PARAM_PRECISION, "fp32") or "fp32"),
             max_batch_size=policy.max_batch_size, device=specs[0].device,
         )
         for worker in workers:

@@ -1,0 +1,39 @@
+import pytest
+
+from server.errors import STATUS, ErrorKind, Protocol, status_for
+from server.repository import RepositoryError, find_model, validate_model_name
+
+
+def test_every_kind_has_a_status_for_every_protocol():
+    assert set(STATUS) == set(ErrorKind)
+    for kind in ErrorKind:
+        for protocol in Protocol:
+            assert 400 <= status_for(kind, protocol) < 600
+
+
+def test_protocol_specific_statuses():
+    assert status_for(ErrorKind.OVERLOADED, Protocol.OPENAI) == 429
+    assert status_for(ErrorKind.OVERLOADED, Protocol.KSERVE) == 503
+    assert status_for(ErrorKind.INVALID_INPUT, Protocol.TEI) == 422
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "..", ".hidden", "", "a" * 200, "x\x00y", "a\\b", "~root"])
+def test_model_names_cannot_leave_the_repository(name):
+    with pytest.raises(RepositoryError):
+        validate_model_name(name)
+
+
+def test_valid_names_pass():
+    for name in ("all-MiniLM-L6-v2", "bge_small.en-int8", "m1"):
+        assert validate_model_name(name) == name
+
+
+def test_a_symlinked_model_outside_the_repository_is_not_found(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "1").mkdir(parents=True)
+    (outside / "config.pbtxt").write_text('name: "evil"')
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "evil").symlink_to(outside)
+    with pytest.raises(RepositoryError):
+        find_model(repo, "evil")

@@ -1,0 +1,73 @@
+import base64
+
+import numpy as np
+import orjson
+import pytest
+
+from server.errors import ErrorKind, ServerError
+from server.protocols.openai import (
+    build_embeddings_response,
+    error_body,
+    parse_embeddings_request,
+    reduce_dimensions,
+)
+
+
+def parse(body, max_inputs=2048):
+    return parse_embeddings_request(body, max_inputs=max_inputs)
+
+
+def test_input_forms():
+    assert parse({"input": "hi"}).texts == ["hi"]
+    assert parse({"input": ["a", "b"]}).texts == ["a", "b"]
+    assert parse({"input": [1, 2, 3]}).token_ids == [[1, 2, 3]]
+    assert parse({"input": [[1], [2, 3]]}).token_ids == [[1], [2, 3]]
+    request = parse({"input": "x", "model": "m", "encoding_format": "base64", "dimensions": 8})
+    assert (request.model, request.encoding_format, request.dimensions) == ("m", "base64", 8)
+
+
+@pytest.mark.parametrize("body, param", [
+    ([], None), ({"model": "m"}, "input"), ({"input": ""}, "input"), ({"input": []}, "input"),
+    ({"input": ["ok", ""]}, "input"), ({"input": ["a", 1]}, "input"), ({"input": [[1], []]}, "input"),
+    ({"input": [True]}, "input"), ({"input": [[1.5]]}, "input"), ({"input": {"a": 1}}, "input"),
+    ({"input": "a\x00b"}, "input"), ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+    ({"input": "x", "dimensions": 0}, "dimensions"), ({"input": "x", "dimensions": -3}, "dimensions"),
+    ({"input": "x", "dimensions": "8"}, "dimensions"), ({"input": "x", "model": 3}, "model"),
+    ({"input": "x", "user": 1}, "user"),
+])
+def test_invalid_requests_are_rejected_with_the_param_named(body, param):
+    with pytest.raises(ServerError) as info:
+        parse(body)
+    assert info.value.kind is ErrorKind.INVALID_INPUT and info.value.param == param
+
+
+def test_too_many_inputs():
+    with pytest.raises(ServerError) as info:
+        parse({"input": ["x"] * 5}, max_inputs=4)
+    assert "at most 4" in info.value.message
+
+
+def test_float_and_base64_responses_carry_the_same_vectors():
+    vectors = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    as_float = orjson.loads(build_embeddings_response("m", vectors, 12, "float"))
+    as_b64 = orjson.loads(build_embeddings_response("m", vectors, 12, "base64"))
+    assert as_float["usage"] == {"prompt_tokens": 12, "total_tokens": 12} and as_float["model"] == "m"
+    for i in range(3):
+        np.testing.assert_allclose(as_float["data"][i]["embedding"], vectors[i], rtol=1e-6)
+        decoded = np.frombuffer(base64.b64decode(as_b64["data"][i]["embedding"]), dtype="<f4")
+        np.testing.assert_array_equal(decoded, vectors[i])
+        assert as_b64["data"][i]["index"] == i
+
+
+def test_reduce_dimensions_renormalizes_only_normalized_models():
+    vectors = np.array([[3.0, 4.0, 12.0]], dtype=np.float32)
+    np.testing.assert_allclose(reduce_dimensions(vectors, 2, normalize=True), [[0.6, 0.8]], rtol=1e-6)
+    np.testing.assert_allclose(reduce_dimensions(vectors, 2, normalize=False), [[3.0, 4.0]])
+    assert reduce_dimensions(vectors, None, normalize=True) is vectors
+    with pytest.raises(ServerError):
+        reduce_dimensions(vectors, 4, normalize=True)
+
+
+def test_error_body_has_openai_shape():
+    body = orjson.loads(error_body(ServerError(ErrorKind.INVALID_INPUT, "bad", param="input")))
+    assert body == {"error": {"message": "bad", "type": "invalid_request_error", "param": "input", "code": None}}
