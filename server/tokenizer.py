@@ -56,7 +56,10 @@ class TextTokenizer:
         return encoding.ids[: positions[0]], encoding.ids[positions[-1] + 1 :]
 
     def encode_texts(self, texts: list[str]) -> Tokenized:
-        encodings = self._tokenizer.encode_batch(texts)
+        if len(texts) == 1:
+            encodings = [self._tokenizer.encode(texts[0])]
+        else:
+            encodings = self._tokenizer.encode_batch(texts)
         truncated = [i for i, e in enumerate(encodings) if e.overflowing]
         if truncated and not self.truncate:
             lengths = [len(e.ids) for e in self._untruncated.encode_batch([texts[i] for i in truncated[:1]])]
