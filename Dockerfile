@@ -1,10 +1,10 @@
 # onnx-embedding-server image: one Dockerfile, two flavours.
 #
-#   GPU (default): docker build -t oes:gpu .
-#   CPU:           docker build -t oes:cpu --build-arg DEVICE=cpu .
-#   Other model:   docker build -t oes:mpnet --build-arg MODEL=sentence-transformers/all-mpnet-base-v2 \
-#                      --build-arg MODEL_NAME=all-mpnet-base-v2 .
+#   GPU (default): docker build -t oes:gpu --build-context sts-data=../shared/data/stsb .
+#   CPU:           docker build -t oes:cpu --build-arg DEVICE=cpu --build-context sts-data=../shared/data/stsb .
+#   Other model:   ... --build-arg MODEL=sentence-transformers/all-mpnet-base-v2 --build-arg MODEL_NAME=all-mpnet-base-v2
 #   Run:           docker run --gpus all -p 8000:8000 --stop-timeout 45 oes:gpu
+# (BuildKit required. The sts-data context enables the int8 variant, which the export gates on STS-B.)
 #
 # Stages: `export` (CPU Python + torch/transformers/optimum: writes the Triton-style model repository,
 # never shipped) -> `runtime-gpu` | `runtime-cpu` (base image + venv, chosen by DEVICE) -> `runtime`
@@ -15,13 +15,22 @@
 #   onnxruntime-gpu 1.19 .. 1.26 on PyPI -> CUDA 12.x + cuDNN 9
 #   onnxruntime-gpu 1.27+        on PyPI -> CUDA 13.x + cuDNN 9 (CUDA 12 packages deprecated)
 # pyproject.toml pins onnxruntime-gpu==1.31.1 -> CUDA 13: nvidia/cuda:13.1.1-cudnn-runtime-ubuntu24.04.
-# 13.1.1 is the toolkit ORT's CUDA 13 packages are built with (with cuDNN 9), so the image's libraries are
-# never older than what ORT links against; host driver R580+ (CUDA 13 minor-version compatibility).
+# 13.1.1: ORT's CUDA 13 packages were built with CUDA 13.1.1 + cuDNN 9.17 (ORT issue #27944), so the image's
+# libraries are not older than what ORT links against; host driver R580+ (CUDA 13 minor-version compat).
 # deploy/docker/verify_runtime.py fails the build if ORT's CUDA major differs from the image's CUDA_VERSION.
 
 ARG DEVICE=gpu
+# Repository name of the exported model (set it together with MODEL).
+ARG MODEL_NAME=all-MiniLM-L6-v2
 ARG PYTHON_IMAGE=python:3.11-slim-trixie
 ARG CUDA_IMAGE=nvidia/cuda:13.1.1-cudnn-runtime-ubuntu24.04
+
+# ---------------------------------------------------------------------------------------------------------
+# STS-B test split for the export's int8 quality gate (int8 is published only if its STS-B Spearman stays
+# within the allowed drop of fp32). Empty unless given as a named build context (BuildKit):
+#   docker build --build-context sts-data=../shared/data/stsb .
+# Without it the default precisions leave int8 out (fp32 [+ fp16]); an explicit PRECISIONS with int8 fails.
+FROM scratch AS sts-data
 
 # ---------------------------------------------------------------------------------------------------------
 # Export stage: CPU only, never shipped. Runs `python -m export` for the bundled all-MiniLM-L6-v2
@@ -29,8 +38,8 @@ ARG CUDA_IMAGE=nvidia/cuda:13.1.1-cudnn-runtime-ubuntu24.04
 FROM ${PYTHON_IMAGE} AS export
 ARG DEVICE
 ARG MODEL=""
-ARG MODEL_NAME=all-MiniLM-L6-v2
-# Empty: fp32 int8 for a CPU image, fp32 int8 fp16 for a GPU image.
+ARG MODEL_NAME
+# Empty = fp32 int8 (+ fp16 for a GPU image); int8 only when the sts-data context is given.
 ARG PRECISIONS=""
 # The CPU-only torch wheel (no nvidia-* wheels in a stage that never sees a GPU); empty = PyPI's torch.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -52,20 +61,30 @@ RUN python -m venv /opt/export \
     && pip install --no-cache-dir "./[export]"
 COPY server/ server/
 COPY export/ export/
-RUN pip install --no-cache-dir --no-deps --force-reinstall . \
+RUN --mount=type=bind,from=sts-data,target=/sts \
+    pip install --no-cache-dir --no-deps --force-reinstall . \
+    && sts_args=() && if [ -f /sts/sts-test.tsv ]; then sts_args=(--sts-data /sts/sts-test.tsv); fi \
     && precisions="${PRECISIONS}" \
     && if [ -z "${precisions}" ]; then \
-         precisions="fp32 int8"; if [ "${DEVICE}" = "gpu" ]; then precisions="fp32 int8 fp16"; fi; \
+         precisions="fp32"; \
+         if [ "${#sts_args[@]}" -gt 0 ]; then precisions="${precisions} int8"; \
+         else echo "no sts-data build context: int8 (gated on STS-B) left out" >&2; fi; \
+         if [ "${DEVICE}" = "gpu" ]; then precisions="${precisions} fp16"; fi; \
        fi \
     && read -r -a precision_args <<< "${precisions}" \
     && model_args=() && if [ -n "${MODEL}" ]; then model_args=(--model "${MODEL}"); fi \
-    && python -m export --repository /models --name "${MODEL_NAME}" --precision "${precision_args[@]}" "${model_args[@]}" \
-    && test -f "/models/${MODEL_NAME}/config.pbtxt"
+    && python -m export --repository /models --name "${MODEL_NAME}" --precision "${precision_args[@]}" \
+         "${model_args[@]}" "${sts_args[@]}" \
+    && ls /models/"${MODEL_NAME}"*/config.pbtxt
 
 # ---------------------------------------------------------------------------------------------------------
 # Runtime bases. Only the one named by DEVICE is built (BuildKit skips unreferenced stages).
 FROM ${CUDA_IMAGE} AS runtime-gpu
 ARG DEBIAN_FRONTEND=noninteractive
+ARG MODEL_NAME
+# On a GPU the fp32 entry runs its published `<name>-fp16` variant; serving only it keeps one session per
+# GPU (the -int8/-fp16 entries stay in /models for OES_DEVICE=cpu or explicit OES_MODELS).
+ENV OES_MODELS=${MODEL_NAME}
 # python3 is Ubuntu 24.04's 3.12; its version is fixed by the base image tag, so it is not pinned here.
 # hadolint ignore=DL3008
 RUN apt-get update \

@@ -9,7 +9,7 @@ MODEL  ?= all-MiniLM-L6-v2
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 # onnxruntime and onnxruntime-gpu must never share an environment: take the GPU build only where a GPU is.
-DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu-wheels || echo cpu)
 EXTRAS ?= $(DEVICE),export,test,bench
 
 .PHONY: install serve export test lint bench soak clean
@@ -35,7 +35,7 @@ test: install
 	$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 lint: install
-	$(PY) -m hadolint Dockerfile
+	$(VENV)/bin/hadolint Dockerfile
 
 bench: export
 	$(PY) -m benchmarks --model-repository $(MODELS) --model $(MODEL)

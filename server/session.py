@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -76,10 +77,19 @@ def cuda_provider_options(spec: SessionSpec) -> dict[str, str]:
     return options
 
 
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from PyPI's nvidia-* wheels when installed (extra `gpu-wheels`); system ones otherwise."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        preload()
+
+
 def create_session(spec: SessionSpec) -> ort.InferenceSession:
     """Build the session; a GPU instance whose CUDA provider did not load is an error, never a silent CPU run."""
     options = session_options(spec.intra_op_threads)
     if spec.device == "gpu":
+        _preload_cuda_libraries()
         providers: list = [(CUDA, cuda_provider_options(spec)), CPU]
     else:
         providers = [CPU]
