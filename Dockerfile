@@ -58,7 +58,7 @@ RUN python -m venv /opt/export \
          && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" --requirement /tmp/torch.txt; \
        fi \
     && mkdir -p server export && touch server/__init__.py export/__init__.py \
-    && pip install --no-cache-dir "./[export]"
+    && pip install --no-cache-dir "./[cpu,export]"
 COPY server/ server/
 COPY export/ export/
 RUN --mount=type=bind,from=sts-data,target=/sts \

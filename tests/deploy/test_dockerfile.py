@@ -125,7 +125,7 @@ def test_runtime_stages_install_no_torch_transformers_optimum():
             assert not _mentions_export_only(instr.args), f"{stage.name} line {instr.line}: {instr.args}"
     # The detector itself works: the export stage does mention them (through the [export] extra).
     export_runs = " ".join(i.args for i in DF.stage("export").all("RUN"))
-    assert "[export]" in export_runs
+    assert "export]" in export_runs
 
 
 def test_runtime_installs_the_device_extra_and_verifies_it():
