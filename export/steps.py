@@ -1,0 +1,185 @@
+"""The steps of an export that produce a graph and verify it; each returns what its report records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from server.repository import MODEL_FILE, TOKENIZER_FILE
+
+from . import onnx_graph, report, variants, verify
+from .config import FP16, FP32
+from .errors import VerificationError
+from .logs import log
+
+if TYPE_CHECKING:
+    from .pipeline import Plan
+
+
+@dataclass
+class Fp32:
+    """The verified fp32 graph: how to run it, its probe embeddings, its report, its STS-B score."""
+
+    embed: verify.Embed
+    probe: np.ndarray
+    report: dict
+    sts: float | None = None
+    sts_pairs: int = 0
+
+
+class Steps:
+    """Graph-producing steps of one export, sharing the plan, a scratch directory and the STS-B data."""
+
+    def __init__(self, plan: Plan, scratch: Path) -> None:
+        self.plan = plan
+        self.scratch = scratch
+        self.thresholds = plan.config.thresholds
+        self._sts: verify.StsData | None = None
+
+    def write(self, directory: Path, graph, published_tokenizer) -> None:
+        onnx_graph.save(graph, directory / MODEL_FILE)
+        published_tokenizer.save(str(directory / TOKENIZER_FILE))
+
+    def embedder(self, directory: Path) -> verify.Embed:
+        return verify.onnx_embedder(directory / MODEL_FILE, directory / TOKENIZER_FILE)
+
+    def verify_fp32(self, directory: Path, reference: np.ndarray) -> Fp32:
+        log.info("verifying fp32 against sentence-transformers on %d probe texts", len(verify.PROBE_TEXTS))
+        embed = self.embedder(directory)
+        probe = verify.probe(embed)
+        parity = verify.compare(
+            reference, probe, against="sentence-transformers", threshold=self.thresholds.fp32_min_cosine
+        )
+        self._gate(FP32, parity)
+        return Fp32(
+            embed=embed,
+            probe=probe,
+            report=report.verification_fields(parity, {"sentence-transformers": parity}),
+        )
+
+    def optimize(self, directory: Path, graph, reference: np.ndarray, fp32: Fp32) -> None:
+        """Replace the published fp32 graph by its fused version once that passes its own gate."""
+        log.info("optimizing the fp32 graph with the ORT transformers optimizer")
+        optimized, settings = variants.optimize_fp32(graph, self.plan.source)
+        candidate = self.scratch / "optimized"
+        candidate.mkdir()
+        onnx_graph.save(optimized, candidate / MODEL_FILE)
+        (candidate / TOKENIZER_FILE).write_bytes((directory / TOKENIZER_FILE).read_bytes())
+        parity = verify.compare(
+            reference,
+            verify.probe(self.embedder(candidate)),
+            against="sentence-transformers",
+            threshold=self.thresholds.optimized_min_cosine,
+        )
+        self._gate("optimized fp32", parity)
+        (candidate / MODEL_FILE).replace(directory / MODEL_FILE)
+        before = fp32.report["parity"]["sentence-transformers"]
+        fp32.report.update(report.verification_fields(parity, {"sentence-transformers": parity}))
+        fp32.report["parity"]["sentence-transformers, before optimization"] = before
+        fp32.report["optimize"] = settings
+
+    def fp16(self, directory: Path, graph, published_tokenizer, fp32: Fp32, reference: np.ndarray) -> dict:
+        log.info("converting to fp16 (GPU fusions, LayerNorm/Softmax and the head kept fp32)")
+        converted, settings = variants.convert_fp16(graph, self.plan.source)
+        self.write(directory, converted, published_tokenizer)
+        probe = verify.probe(self.embedder(directory))
+        parity = verify.compare(
+            fp32.probe, probe, against="fp32-onnx", threshold=self.thresholds.fp16_min_cosine
+        )
+        self._gate(FP16, parity)
+        versus_st = verify.compare(reference, probe, against="sentence-transformers", threshold=None)
+        fields = report.verification_fields(parity, {"fp32-onnx": parity, "sentence-transformers": versus_st})
+        return {**fields, "conversion": settings, "verified_on": "CPUExecutionProvider"}
+
+    def int8(
+        self, directory: Path, fp32_dir: Path, published_tokenizer, fp32: Fp32, reference: np.ndarray
+    ) -> dict:
+        """The first quantization setting whose STS-B Spearman stays within the allowed drop of fp32's."""
+        data = self._sts_data()
+        baseline = self._sts_baseline(fp32, data)
+        max_drop = self.thresholds.int8_max_spearman_drop
+        published_tokenizer.save(str(directory / TOKENIZER_FILE))
+        attempts = []
+        for settings in variants.INT8_CANDIDATES:
+            log.info(
+                "quantizing to int8 (per_channel=%s, ops=%s)",
+                settings.per_channel,
+                "+".join(settings.op_types),
+            )
+            variants.quantize_int8(fp32_dir / MODEL_FILE, directory / MODEL_FILE, settings)
+            embed = self.embedder(directory)
+            spearman = verify.sts_spearman(embed, data, desc="STS-B int8")
+            drop = baseline - spearman
+            passed = drop <= max_drop
+            attempts.append({**settings.as_dict(), "spearman": spearman, "drop": drop, "passed": passed})
+            log.info(
+                "int8 STS-B Spearman %.2f vs fp32 %.2f (drop %.2f, allowed %.2f)",
+                spearman,
+                baseline,
+                drop,
+                max_drop,
+            )
+            if passed:
+                probe = verify.probe(embed)
+                versus_fp32 = verify.compare(fp32.probe, probe, against="fp32-onnx", threshold=None)
+                versus_st = verify.compare(reference, probe, against="sentence-transformers", threshold=None)
+                gate = {
+                    "metric": "sts_spearman_drop",
+                    "reference": "fp32-onnx",
+                    "threshold": max_drop,
+                    "value": drop,
+                    "passed": True,
+                }
+                comparisons = {"fp32-onnx": versus_fp32, "sentence-transformers": versus_st}
+                sts = {
+                    "data": str(data.path),
+                    "pairs": len(data.scores),
+                    "spearman": spearman,
+                    "spearman_fp32_onnx": baseline,
+                    "drop": drop,
+                    "max_drop": max_drop,
+                    "passed": True,
+                }
+                return {
+                    **report.verification_fields(versus_fp32, comparisons, gate),
+                    "sts": sts,
+                    "quantization": settings.as_dict(),
+                    "attempts": attempts,
+                }
+        best = max(a["spearman"] for a in attempts)
+        raise VerificationError(
+            f"int8: no quantization setting keeps STS-B Spearman within {max_drop} of fp32 ({baseline:.2f}); "
+            f"best {best:.2f}; nothing published"
+        )
+
+    def _sts_baseline(self, fp32: Fp32, data: verify.StsData) -> float:
+        if fp32.sts is None:
+            log.info("STS-B baseline: fp32 ONNX on %d pairs", len(data.scores))
+            fp32.sts = verify.sts_spearman(fp32.embed, data, desc="STS-B fp32")
+            fp32.sts_pairs = len(data.scores)
+        return fp32.sts
+
+    def _sts_data(self) -> verify.StsData:
+        if self._sts is None:
+            assert self.plan.sts_data is not None
+            self._sts = verify.load_sts(self.plan.sts_data)
+        return self._sts
+
+    @staticmethod
+    def _gate(what: str, parity: verify.Parity) -> None:
+        log.info(
+            "%s vs %s: min cosine %.7f (needs >= %s), max |diff| %.2e",
+            what,
+            parity.reference,
+            parity.min_cosine,
+            parity.threshold,
+            parity.max_abs_diff,
+        )
+        if not parity.passed:
+            raise VerificationError(
+                f"{what} does not match {parity.reference}: min cosine {parity.min_cosine:.7f} "
+                f"< {parity.threshold} over {parity.comparisons} probe embeddings; nothing published"
+            )
