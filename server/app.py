@@ -12,14 +12,14 @@ from aiohttp import web
 
 from .config import ServerConfig
 from .metrics import Metrics
-from .registry import ModelRegistry
-from .routes import docs, health, openai
 from .middleware import auth_middleware, errors_middleware
+from .registry import ModelRegistry
+from .routes import docs, health, kserve, openai, tei
 from .state import CONFIG, LIFECYCLE, METRICS, REGISTRY, Lifecycle
 
 log = logging.getLogger(__name__)
 
-ROUTE_TABLES = [health.routes, openai.routes, docs.routes]
+ROUTE_TABLES = [health.routes, openai.routes, kserve.routes, tei.routes, docs.routes]
 
 
 def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Application:

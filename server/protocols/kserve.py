@@ -1,0 +1,364 @@
+"""KServe v2 / Triton HTTP: parse inference requests (JSON and binary tensor extension), build bodies. No I/O.
+
+A model takes either a BYTES input `TEXT` of shape [N] or [N, 1] (the server tokenizes), or INT64
+`input_ids` + `attention_mask` (+ optional `token_type_ids`, all zeros) of shape [N, L] from clients
+that tokenize themselves; it returns the FP32 output `sentence_embedding` of shape [N, dim].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..errors import ErrorKind, ServerError, invalid
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository", "model_configuration", "parameters"]
+
+TEXT = "TEXT"
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+TOKEN_TYPE_IDS = "token_type_ids"
+OUTPUT = "sentence_embedding"
+
+_DATATYPES = {TEXT: "BYTES", INPUT_IDS: "INT64", ATTENTION_MASK: "INT64", TOKEN_TYPE_IDS: "INT64"}
+_SHARED_MEMORY_KEYS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str | None
+    texts: list[str] | None
+    input_ids: np.ndarray | None  # [N, L] int64
+    attention_mask: np.ndarray | None  # [N, L] int64
+    outputs: list[RequestedOutput]
+    timeout_us: int | None
+
+    @property
+    def count(self) -> int:
+        return len(self.texts) if self.texts is not None else len(self.input_ids)  # type: ignore[arg-type]
+
+
+def server_metadata(version: str) -> bytes:
+    return orjson.dumps({"name": "onnx-embedding-server", "version": version, "extensions": EXTENSIONS})
+
+
+def model_metadata(name: str, versions: list[str], dimension: int) -> bytes:
+    return orjson.dumps({
+        "name": name,
+        "versions": versions,
+        "platform": PLATFORM,
+        "inputs": [
+            {"name": TEXT, "datatype": "BYTES", "shape": [-1]},
+            {"name": INPUT_IDS, "datatype": "INT64", "shape": [-1, -1]},
+            {"name": ATTENTION_MASK, "datatype": "INT64", "shape": [-1, -1]},
+        ],
+        "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, dimension]}],
+    })
+
+
+def serialize_bytes(items: list[bytes]) -> bytes:
+    """BYTES tensor wire format: each element is a little-endian uint32 length, then its bytes."""
+    return b"".join(len(item).to_bytes(4, "little") + item for item in items)
+
+
+def deserialize_bytes(buffer: bytes | memoryview, name: str = TEXT) -> list[bytes]:
+    view = memoryview(buffer)
+    items: list[bytes] = []
+    offset, end = 0, len(view)
+    while offset < end:
+        if offset + 4 > end:
+            raise invalid(f"input '{name}': a BYTES length prefix is cut short at byte {offset}")
+        length = int.from_bytes(view[offset:offset + 4], "little")
+        offset += 4
+        if offset + length > end:
+            raise invalid(f"input '{name}': element {len(items)} declares {length} bytes but only "
+                          f"{end - offset} remain in its binary data")
+        items.append(bytes(view[offset:offset + length]))
+        offset += length
+    return items
+
+
+def _split_body(raw: bytes, header_length: str | None) -> tuple[Any, memoryview]:
+    if header_length is None:
+        json_part, binary = raw, memoryview(b"")
+    else:
+        try:
+            size = int(header_length)
+        except ValueError:
+            raise invalid(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+        if size == 0:
+            raise invalid(f"raw binary requests ({HEADER_LENGTH}: 0) are not supported: send a JSON header")
+        if not 0 < size <= len(raw):
+            raise invalid(f"{HEADER_LENGTH} is {size} but the request body has {len(raw)} bytes")
+        json_part, binary = raw[:size], memoryview(raw)[size:]
+    if not json_part:
+        raise invalid("the request body is empty; expected a JSON inference request")
+    try:
+        return orjson.loads(json_part), binary
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"failed to parse the request JSON: {exc}") from None
+
+
+def _parameters(obj: dict, where: str) -> dict:
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise invalid(f"'parameters' of {where} must be a JSON object")
+    if any(key in params for key in _SHARED_MEMORY_KEYS):
+        raise ServerError(ErrorKind.UNSUPPORTED, f"shared memory is not supported ({where}); send the data "
+                          "in the request body")
+    return params
+
+
+def _shape(tensor: dict, name: str) -> list[int]:
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise invalid(f"input '{name}': 'shape' must be a list of non-negative integers")
+    return shape
+
+
+def _check_shape(name: str, model: str, shape: list[int], ok: bool, expected: str) -> None:
+    if not ok:
+        raise invalid(f"unexpected shape for input '{name}' for model '{model}'. Expected {expected}, "
+                      f"got {shape}")
+
+
+def _flatten_strings(data: Any, name: str) -> list[str]:
+    flat: list[str] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str):
+            flat.append(item)
+        else:
+            raise invalid(f"input '{name}': BYTES data in JSON must be strings")
+    return flat
+
+
+def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int) -> list[str]:
+    shape = _shape(tensor, TEXT)
+    _check_shape(TEXT, model, shape, len(shape) in (1, 2) and shape[0] > 0 and shape[1:] in ([], [1]),
+                 "[-1] or [-1,1]")
+    if shape[0] > max_inputs:
+        raise invalid(f"input '{TEXT}' holds {shape[0]} texts; at most {max_inputs} are allowed per request")
+    if chunk is None:
+        texts = _flatten_strings(tensor.get("data"), TEXT)
+    else:
+        try:
+            texts = [item.decode("utf-8") for item in deserialize_bytes(chunk, TEXT)]
+        except UnicodeDecodeError as exc:
+            raise invalid(f"input '{TEXT}' holds a string that is not valid UTF-8: {exc.reason}") from None
+    if len(texts) != shape[0]:
+        raise invalid(f"input '{TEXT}' has {len(texts)} elements but its shape {shape} needs {shape[0]}")
+    return texts
+
+
+def _int64(tensor: dict, name: str, model: str, chunk: memoryview | None) -> np.ndarray:
+    shape = _shape(tensor, name)
+    _check_shape(name, model, shape, len(shape) == 2 and shape[0] > 0 and shape[1] > 0, "[-1,-1]")
+    count = shape[0] * shape[1]
+    if chunk is not None:
+        if len(chunk) != count * 8:
+            raise invalid(f"input '{name}': binary data has {len(chunk)} bytes, shape {shape} of INT64 needs "
+                          f"{count * 8}")
+        return np.frombuffer(chunk, dtype="<i8").astype(np.int64).reshape(shape)
+    try:
+        array = np.asarray(tensor.get("data"))
+    except ValueError:
+        raise invalid(f"input '{name}': 'data' must be a (nested) list of integers") from None
+    if array.dtype.kind not in "iu" or array.size != count:
+        raise invalid(f"input '{name}': 'data' must hold {count} integers for shape {shape}")
+    return array.astype(np.int64).reshape(shape)
+
+
+def _outputs(body: dict, model: str, binary_default: bool) -> list[RequestedOutput]:
+    requested = body.get("outputs") or [{"name": OUTPUT}]
+    if not isinstance(requested, list):
+        raise invalid("'outputs' must be a list")
+    outputs = []
+    for out in requested:
+        if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+            raise invalid("each requested output must be an object with a string 'name'")
+        if out["name"] != OUTPUT:
+            raise invalid(f"unexpected inference output '{out['name']}' for model '{model}'")
+        params = _parameters(out, f"output '{OUTPUT}'")
+        if params.get("classification"):
+            raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{OUTPUT}'")
+        binary = params.get("binary_data", binary_default)
+        if not isinstance(binary, bool):
+            raise invalid(f"output '{OUTPUT}': 'binary_data' must be a boolean")
+        outputs.append(RequestedOutput(OUTPUT, binary))
+    return outputs
+
+
+def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tuple[dict, memoryview | None]]:
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise invalid("'inputs' must be a non-empty list")
+    found: dict[str, tuple[dict, memoryview | None]] = {}
+    offset = 0
+    for tensor in inputs:
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise invalid("each input must be an object with a string 'name'")
+        name = tensor["name"]
+        if name not in _DATATYPES:
+            raise invalid(f"unexpected inference input '{name}' for model '{model}'")
+        if name in found:
+            raise invalid(f"input '{name}' is given more than once")
+        if tensor.get("datatype") != _DATATYPES[name]:
+            raise invalid(f"inference input '{name}' data-type is '{tensor.get('datatype')}', but model "
+                          f"'{model}' expects '{_DATATYPES[name]}'")
+        size = _parameters(tensor, f"input '{name}'").get("binary_data_size")
+        chunk = None
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise invalid(f"input '{name}': 'binary_data_size' must be a non-negative integer")
+            if "data" in tensor:
+                raise invalid(f"input '{name}' has both 'data' and 'binary_data_size'")
+            if offset + size > len(binary):
+                raise invalid(f"input '{name}' declares {size} bytes of binary data but only "
+                              f"{len(binary) - offset} remain after the JSON header")
+            chunk = binary[offset:offset + size]
+            offset += size
+        elif "data" not in tensor:
+            raise invalid(f"input '{name}' has neither 'data' nor 'binary_data_size'")
+        found[name] = (tensor, chunk)
+    if offset != len(binary):
+        raise invalid(f"the request body has {len(binary) - offset} bytes after the inputs' binary data "
+                      f"(check {HEADER_LENGTH} and each 'binary_data_size')")
+    return found
+
+
+def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, max_inputs: int
+                        ) -> InferRequest:
+    body, binary = _split_body(raw, header_length)
+    if not isinstance(body, dict):
+        raise invalid("the inference request must be a JSON object")
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise invalid("'id' must be a string")
+    params = _parameters(body, "the request")
+    binary_default = params.get("binary_data_output", False)
+    if not isinstance(binary_default, bool):
+        raise invalid("'binary_data_output' must be a boolean")
+    timeout = params.get("timeout")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
+        raise invalid("'timeout' must be a non-negative integer (microseconds)")
+    found = _collect_inputs(body, binary, model)
+    outputs = _outputs(body, model, binary_default)
+    if TEXT in found:
+        if len(found) > 1:
+            raise invalid(f"send either '{TEXT}' or '{INPUT_IDS}' + '{ATTENTION_MASK}', not both")
+        tensor, chunk = found[TEXT]
+        return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs), None, None, outputs,
+                            timeout or None)
+    if INPUT_IDS not in found or ATTENTION_MASK not in found:
+        raise invalid(f"model '{model}' needs input '{TEXT}' (BYTES), or inputs '{INPUT_IDS}' and "
+                      f"'{ATTENTION_MASK}' (INT64)")
+    arrays = {name: _int64(tensor, name, model, chunk) for name, (tensor, chunk) in found.items()}
+    ids, mask = arrays[INPUT_IDS], arrays[ATTENTION_MASK]
+    for name, array in arrays.items():
+        if array.shape != ids.shape:
+            raise invalid(f"input '{name}' has shape {list(array.shape)}, '{INPUT_IDS}' has "
+                          f"{list(ids.shape)}")
+    if len(ids) > max_inputs:
+        raise invalid(f"input '{INPUT_IDS}' holds {len(ids)} sequences; at most {max_inputs} are allowed")
+    if TOKEN_TYPE_IDS in arrays and arrays[TOKEN_TYPE_IDS][mask != 0].any():
+        raise invalid(f"'{TOKEN_TYPE_IDS}' must be all zeros: the server embeds single-segment sequences")
+    return InferRequest(request_id, None, ids, mask, outputs, timeout or None)
+
+
+def sequences_from_ids(ids: np.ndarray, mask: np.ndarray, *, vocab_size: int, max_seq_length: int
+                       ) -> list[np.ndarray]:
+    """Strip the padding the mask marks; each sequence must already hold the model's special tokens."""
+    if ((mask != 0) & (mask != 1)).any():
+        raise invalid(f"'{ATTENTION_MASK}' must hold only 0 and 1")
+    keep = mask.astype(bool)
+    kept = ids[keep]
+    if kept.size and (kept.min() < 0 or kept.max() >= vocab_size):
+        raise invalid(f"'{INPUT_IDS}' holds token ids outside this model's vocabulary [0, {vocab_size})")
+    lengths = keep.sum(axis=1)
+    if (lengths == 0).any():
+        raise invalid(f"row {int(np.argmin(lengths))} of '{ATTENTION_MASK}' has no 1: every sequence needs "
+                      "tokens")
+    if (lengths > max_seq_length).any():
+        row = int(np.argmax(lengths))
+        raise invalid(f"row {row} of '{INPUT_IDS}' has {int(lengths[row])} tokens, more than this model's "
+                      f"max_seq_length {max_seq_length}")
+    return [np.ascontiguousarray(row[k]) for row, k in zip(ids, keep)]
+
+
+def timeout_ms(timeout_us: int | None, server_timeout_ms: int | None) -> int | None:
+    """A request may only shorten the server's queue deadline (Triton's allow_timeout_override)."""
+    if timeout_us is None:
+        return server_timeout_ms
+    requested = max(1, math.ceil(timeout_us / 1000))
+    return min(requested, server_timeout_ms) if server_timeout_ms else requested
+
+
+def build_infer_response(*, model: str, version: str, request_id: str | None, vectors: np.ndarray,
+                         outputs: list[RequestedOutput]) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the length of its JSON header."""
+    header: dict[str, Any] = {} if request_id is None else {"id": request_id}
+    header.update(model_name=model, model_version=version, outputs=[])
+    chunks = []
+    for output in outputs:
+        entry: dict[str, Any] = {"name": output.name, "datatype": "FP32", "shape": list(vectors.shape)}
+        if output.binary:
+            data = vectors.astype("<f4", copy=False).tobytes()
+            entry["parameters"] = {"binary_data_size": len(data)}
+            chunks.append(data)
+        else:
+            entry["data"] = np.ascontiguousarray(vectors, dtype=np.float32).ravel()
+        header["outputs"].append(entry)
+    json_part = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return json_part, None
+    return json_part + b"".join(chunks), len(json_part)
+
+
+def repository_index(rows: list[dict[str, str]], body: Any) -> bytes:
+    """`POST /v2/repository/index`: body is empty or {"ready": bool}; ready=true lists only READY models."""
+    if body is None:
+        body = {}
+    if not isinstance(body, dict) or not isinstance(body.get("ready", False), bool):
+        raise invalid("the repository index request must be empty or {\"ready\": <bool>}")
+    if body.get("ready"):
+        rows = [row for row in rows if row.get("state") == "READY"]
+    return orjson.dumps(rows)
+
+
+def check_load_request(body: Any) -> None:
+    """Load/unload bodies are empty or {"parameters": {...}}; config and file overrides are not supported."""
+    if body is None:
+        return
+    if not isinstance(body, dict) or not isinstance(body.get("parameters", {}), dict):
+        raise invalid("the request body must be empty or {\"parameters\": {...}}")
+    overrides = [key for key in body.get("parameters", {}) if key == "config" or key.startswith("file:")]
+    if overrides:
+        raise ServerError(ErrorKind.UNSUPPORTED, f"load parameters {overrides} are not supported: the server "
+                          "loads the model as it is in the repository")
+
+
+def stats(entries: list[dict]) -> bytes:
+    return orjson.dumps({"model_stats": entries})
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})

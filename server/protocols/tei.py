@@ -1,0 +1,183 @@
+"""TEI compatibility: parse /embed and /tokenize bodies, build Text Embeddings Inference's shapes. No I/O.
+
+Semantics follow TEI:
+- `truncate` absent or null follows the server (`--truncate`, TEI's `--auto-truncate`); `false` rejects an
+  input longer than max_seq_length with 422. `true` cannot override a server started with `--truncate false`.
+- `truncation_direction` `Right` only; `Left` is answered 422.
+- `normalize` (default true) L2-normalizes the output. Models that normalize inside their ONNX graph (the
+  `normalize` parameter of config.pbtxt, e.g. all-MiniLM-L6-v2) can't return unnormalized vectors: for them
+  `normalize: false` returns the model's unit-length output, which gives the same cosine similarities.
+- `dimensions` keeps the first N values, then re-normalizes them when `normalize` is true.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..errors import ErrorKind, ServerError, invalid
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    texts: list[str] | None
+    token_ids: list[list[int]] | None
+    normalize: bool
+    truncate: bool | None
+    dimensions: int | None
+
+    @property
+    def count(self) -> int:
+        return len(self.texts if self.texts is not None else self.token_ids or [])
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    texts: list[str]
+    add_special_tokens: bool
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _object(body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise invalid("the request body must be a JSON object")
+    if "inputs" not in body:
+        raise invalid("`inputs` is required")
+    return body
+
+
+def _check_count(count: int, max_inputs: int) -> None:
+    if count == 0:
+        raise invalid("`inputs` cannot be empty")
+    if count > max_inputs:
+        raise invalid(f"batch size {count} > maximum allowed batch size {max_inputs}")
+
+
+def _optional_bool(body: dict, key: str, default: bool | None) -> bool | None:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid(f"`{key}` must be a boolean")
+    return value
+
+
+def _inputs(value: Any, max_inputs: int) -> tuple[list[str] | None, list[list[int]] | None]:
+    if isinstance(value, str):
+        return [value], None
+    if not isinstance(value, list):
+        raise invalid("`inputs` must be a string, a list of token ids, or a list of either")
+    _check_count(len(value), max_inputs)
+    if all(isinstance(item, str) for item in value):
+        return value, None
+    if all(_is_int(item) for item in value):
+        return None, [value]
+    if all(isinstance(item, list) and item and all(_is_int(t) for t in item) for item in value):
+        return None, value
+    raise invalid("`inputs` items must be all strings, all token ids, or all non-empty lists of token ids")
+
+
+def parse_embed_request(body: Any, *, max_inputs: int, dimension: int) -> EmbedRequest:
+    body = _object(body)
+    texts, token_ids = _inputs(body["inputs"], max_inputs)
+    direction = body.get("truncation_direction")
+    if direction is not None and direction not in ("Right", "right", "Left", "left"):
+        raise invalid("`truncation_direction` must be 'Right' or 'Left'")
+    if direction in ("Left", "left"):
+        raise ServerError(ErrorKind.UNSUPPORTED,
+                          "`truncation_direction` 'Left' is not supported; use 'Right'")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not _is_int(dimensions) or not 0 < dimensions <= dimension):
+        raise invalid(f"`dimensions` must be an integer from 1 to {dimension} for this model")
+    if body.get("prompt_name") is not None:
+        raise ServerError(ErrorKind.UNSUPPORTED, "`prompt_name` is not supported: this server has no prompts")
+    return EmbedRequest(texts, token_ids, normalize=bool(_optional_bool(body, "normalize", True)),
+                        truncate=_optional_bool(body, "truncate", None), dimensions=dimensions)
+
+
+def postprocess(vectors: np.ndarray, *, dimensions: int | None, normalize: bool, normalized: bool
+                ) -> np.ndarray:
+    """Apply `dimensions` and `normalize` to the model's output; `normalized` says the model already did."""
+    if dimensions is not None and dimensions < vectors.shape[1]:
+        vectors, normalized = vectors[:, :dimensions], False
+    if normalize and not normalized:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, 1e-12)
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def build_embed_response(vectors: np.ndarray) -> bytes:
+    return orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def parse_tokenize_request(body: Any, *, max_inputs: int) -> TokenizeRequest:
+    body = _object(body)
+    inputs = body["inputs"]
+    texts = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+        raise invalid("`inputs` must be a string or a list of strings")
+    _check_count(len(texts), max_inputs)
+    return TokenizeRequest(texts, bool(_optional_bool(body, "add_special_tokens", True)))
+
+
+def simple_tokens(text: str, tokens: list[tuple[int, str, int, int, bool]], add_special_tokens: bool
+                  ) -> list[dict[str, Any]]:
+    """TEI's SimpleToken list: special tokens show their token and no offsets, others the text they cover."""
+    return [
+        {"id": token_id, "text": token, "special": True, "start": None, "stop": None} if special else
+        {"id": token_id, "text": text[start:stop], "special": False, "start": start, "stop": stop}
+        for token_id, token, start, stop, special in tokens
+        if add_special_tokens or not special
+    ]
+
+
+def build_tokenize_response(token_lists: list[list[dict[str, Any]]]) -> bytes:
+    return orjson.dumps(token_lists)
+
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
+
+
+@dataclass(frozen=True)
+class InfoFields:
+    model_id: str
+    precision: str
+    pooling: str
+    max_concurrent_requests: int
+    max_input_length: int
+    max_batch_tokens: int
+    max_batch_requests: int
+    max_client_batch_size: int
+    auto_truncate: bool
+    version: str
+
+
+def build_info(fields: InfoFields) -> bytes:
+    return orjson.dumps({
+        "model_id": fields.model_id,
+        "model_sha": None,
+        "model_dtype": _DTYPES.get(fields.precision, fields.precision),
+        "served_model_name": fields.model_id,
+        "model_type": {"embedding": {"pooling": fields.pooling}},
+        "max_concurrent_requests": fields.max_concurrent_requests,
+        "max_input_length": fields.max_input_length,
+        "max_batch_tokens": fields.max_batch_tokens,
+        "max_batch_requests": fields.max_batch_requests,
+        "max_client_batch_size": fields.max_client_batch_size,
+        "auto_truncate": fields.auto_truncate,
+        "tokenization_workers": 1,
+        "version": fields.version,
+        "sha": None,
+        "docker_label": None,
+    })
+
+
+def too_long(count: int, max_input_length: int) -> ServerError:
+    return invalid(f"`inputs` must have at most {max_input_length} tokens, {count} input(s) have more and "
+                   "`truncate` is false")

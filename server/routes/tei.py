@@ -1,0 +1,80 @@
+"""TEI-compatible routes on the default model: /embed, /tokenize, /info (semantics in protocols/tei.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from .. import repository as repo
+from ..config import ServerConfig
+from ..model import DEFAULT_MAX_BATCH_TOKENS, INLINE_TOKENIZE_CHARS, Embeddings, ServedModel
+from ..protocols import tei
+from ..state import CONFIG, REGISTRY
+from .common import json_response, read_json, render
+from .docs import server_version
+
+routes = web.RouteTableDef()
+
+
+def _headers(result: Embeddings) -> dict[str, str]:
+    return {
+        "x-compute-tokens": str(result.token_count),
+        "x-queue-time": f"{result.queue_ns / 1e6:.3f}",
+        "x-inference-time": f"{result.compute_ns / 1e6:.3f}",
+        "X-Truncated-Inputs": str(result.truncated),
+    }
+
+
+@routes.post("/embed")
+async def embed(request: web.Request) -> web.Response:
+    config, model = request.app[CONFIG], request.app[REGISTRY].default()
+    parsed = tei.parse_embed_request(await read_json(request), max_inputs=config.max_inputs,
+                                     dimension=model.info.dimension)
+    if parsed.texts is not None:
+        tokenized = await model.tokenize_texts(parsed.texts)
+    else:
+        tokenized = await model.tokenize_ids(parsed.token_ids or [])
+    if parsed.truncate is False and tokenized.truncated:
+        raise tei.too_long(tokenized.truncated, model.info.max_seq_length)
+    result = await model.embed(tokenized)
+    vectors = tei.postprocess(result.vectors, dimensions=parsed.dimensions, normalize=parsed.normalize,
+                              normalized=model.info.normalize)
+    body = await render(lambda: tei.build_embed_response(vectors), vectors.size)
+    return json_response(body, headers=_headers(result))
+
+
+@routes.post("/tokenize")
+async def tokenize(request: web.Request) -> web.Response:
+    config, model = request.app[CONFIG], request.app[REGISTRY].default()
+    parsed = tei.parse_tokenize_request(await read_json(request), max_inputs=config.max_inputs)
+
+    def build() -> bytes:
+        return tei.build_tokenize_response([tei.simple_tokens(text, model.tokenizer.tokens(text),
+                                                              parsed.add_special_tokens)
+                                            for text in parsed.texts])
+
+    if sum(map(len, parsed.texts)) <= INLINE_TOKENIZE_CHARS:
+        return json_response(build())
+    return json_response(await asyncio.get_running_loop().run_in_executor(None, build))
+
+
+def _info_fields(model: ServedModel, config: ServerConfig) -> tei.InfoFields:
+    batching, entry = config.batching, model.entry
+    max_tokens = batching.max_batch_tokens or int(entry.parameter(repo.PARAM_MAX_BATCH_TOKENS) or
+                                                  DEFAULT_MAX_BATCH_TOKENS)
+    queue_size = batching.max_queue_size
+    if queue_size is None:
+        queue_size = entry.config.dynamic_batching.default_queue_policy.max_queue_size
+    info = model.info
+    return tei.InfoFields(
+        model_id=info.name, precision=info.precision, pooling=info.pooling,
+        max_concurrent_requests=queue_size, max_input_length=info.max_seq_length, max_batch_tokens=max_tokens,
+        max_batch_requests=info.max_batch_size, max_client_batch_size=config.max_inputs,
+        auto_truncate=config.truncate, version=server_version())
+
+
+@routes.get("/info")
+async def info(request: web.Request) -> web.Response:
+    model = request.app[REGISTRY].default()
+    return json_response(tei.build_info(_info_fields(model, request.app[CONFIG])))

@@ -1,0 +1,127 @@
+"""protocols/tei.py: TEI request parsing, post-processing and response shapes (no server, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from server.errors import ErrorKind, ServerError
+from server.protocols import tei
+
+
+def parse(body, max_inputs=32, dimension=384):
+    return tei.parse_embed_request(body, max_inputs=max_inputs, dimension=dimension)
+
+
+def rejected(call, kind=ErrorKind.INVALID_INPUT) -> str:
+    with pytest.raises(ServerError) as info:
+        call()
+    assert info.value.kind is kind
+    return info.value.message
+
+
+def test_embed_defaults_follow_tei():
+    request = parse({"inputs": "hello"})
+    assert request.texts == ["hello"] and request.token_ids is None and request.count == 1
+    assert request.normalize is True and request.truncate is None and request.dimensions is None
+
+
+def test_embed_input_forms_and_options():
+    assert parse({"inputs": ["a", "b"]}).texts == ["a", "b"]
+    assert parse({"inputs": [7, 8]}).token_ids == [[7, 8]]
+    assert parse({"inputs": [[7], [8, 9]]}).token_ids == [[7], [8, 9]]
+    request = parse({"inputs": "x", "normalize": False, "truncate": False, "truncation_direction": "Right",
+                     "dimensions": 128})
+    assert (request.normalize, request.truncate, request.dimensions) == (False, False, 128)
+    assert parse({"inputs": "x", "truncate": None, "normalize": None}).normalize is True
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"inputs": []}, "`inputs` cannot be empty"),
+    ({"inputs": ["a"] * 33}, "batch size 33 > maximum allowed batch size 32"),
+    ({}, "`inputs` is required"),
+    ([], "must be a JSON object"),
+    ({"inputs": 3}, "`inputs` must be a string"),
+    ({"inputs": ["a", 1]}, "all strings, all token ids"),
+    ({"inputs": [[1], []]}, "all strings, all token ids"),
+    ({"inputs": [True]}, "all strings, all token ids"),
+    ({"inputs": "x", "normalize": "no"}, "`normalize` must be a boolean"),
+    ({"inputs": "x", "truncate": 1}, "`truncate` must be a boolean"),
+    ({"inputs": "x", "dimensions": 0}, "`dimensions` must be an integer from 1 to 384"),
+    ({"inputs": "x", "dimensions": 385}, "from 1 to 384"),
+    ({"inputs": "x", "truncation_direction": "up"}, "must be 'Right' or 'Left'"),
+])
+def test_invalid_embed_requests(body, words):
+    assert words in rejected(lambda: parse(body))
+
+
+def test_left_truncation_and_prompts_are_unsupported():
+    assert "'Left' is not supported" in rejected(lambda: parse({"inputs": "x", "truncation_direction": "left"}),
+                                                 ErrorKind.UNSUPPORTED)
+    rejected(lambda: parse({"inputs": "x", "prompt_name": "query"}), ErrorKind.UNSUPPORTED)
+
+
+def test_postprocess_normalizes_what_the_model_did_not():
+    raw = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]], dtype=np.float32)
+    assert np.allclose(tei.postprocess(raw, dimensions=None, normalize=True, normalized=False),
+                       [[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    assert (tei.postprocess(raw, dimensions=None, normalize=False, normalized=False) == raw).all()
+
+
+def test_postprocess_keeps_in_graph_normalized_vectors_and_renormalizes_after_dimensions():
+    unit = np.array([[0.6, 0.0, 0.8]], dtype=np.float32)
+    assert (tei.postprocess(unit, dimensions=None, normalize=False, normalized=True) == unit).all()
+    reduced = tei.postprocess(unit, dimensions=2, normalize=True, normalized=True)
+    assert reduced.shape == (1, 2) and np.allclose(reduced, [[1.0, 0.0]])
+    raw_reduced = tei.postprocess(unit, dimensions=2, normalize=False, normalized=True)
+    assert np.allclose(raw_reduced, [[0.6, 0.0]]) and raw_reduced.flags.c_contiguous
+
+
+def test_embed_response_is_a_list_of_lists_of_float32_values():
+    vectors = np.array([[0.1, 0.2], [0.3, 0.4]], dtype=np.float32)
+    parsed = np.array(orjson.loads(tei.build_embed_response(vectors)), dtype=np.float32)
+    assert parsed.tolist() == vectors.tolist()
+
+
+def test_tokenize_request_and_simple_tokens():
+    request = tei.parse_tokenize_request({"inputs": "héllo wörld"}, max_inputs=4)
+    assert request.texts == ["héllo wörld"] and request.add_special_tokens is True
+    assert tei.parse_tokenize_request({"inputs": ["a", "b"], "add_special_tokens": False},
+                                      max_inputs=4).add_special_tokens is False
+    tokens = [(101, "[CLS]", 0, 0, True), (1, "hello", 0, 5, False), (2, "##x", 5, 6, False),
+              (102, "[SEP]", 0, 0, True)]
+    text = "héllox"
+    assert tei.simple_tokens(text, tokens, True) == [
+        {"id": 101, "text": "[CLS]", "special": True, "start": None, "stop": None},
+        {"id": 1, "text": "héllo", "special": False, "start": 0, "stop": 5},
+        {"id": 2, "text": "x", "special": False, "start": 5, "stop": 6},
+        {"id": 102, "text": "[SEP]", "special": True, "start": None, "stop": None},
+    ]
+    assert [t["id"] for t in tei.simple_tokens(text, tokens, False)] == [1, 2]
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"inputs": []}, "`inputs` cannot be empty"),
+    ({"inputs": [1]}, "a string or a list of strings"),
+    ({"inputs": "x", "add_special_tokens": "yes"}, "must be a boolean"),
+    ({"inputs": ["a"] * 5}, "batch size 5 > maximum allowed batch size 4"),
+])
+def test_invalid_tokenize_requests(body, words):
+    assert words in rejected(lambda: tei.parse_tokenize_request(body, max_inputs=4))
+
+
+def test_info_has_tei_fields():
+    fields = tei.InfoFields(model_id="m", precision="fp32", pooling="mean", max_concurrent_requests=512,
+                            max_input_length=256, max_batch_tokens=8192, max_batch_requests=64,
+                            max_client_batch_size=32, auto_truncate=True, version="1.0")
+    info = orjson.loads(tei.build_info(fields))
+    assert info["model_dtype"] == "float32" and info["model_type"] == {"embedding": {"pooling": "mean"}}
+    assert {"model_id", "max_concurrent_requests", "max_input_length", "max_batch_tokens",
+            "max_client_batch_size", "tokenization_workers", "version", "auto_truncate"} <= set(info)
+    assert info["max_input_length"] == 256 and info["max_client_batch_size"] == 32
+
+
+def test_too_long_error_is_a_validation_error():
+    error = tei.too_long(2, 256)
+    assert error.kind is ErrorKind.INVALID_INPUT and "256 tokens" in error.message
