@@ -48,6 +48,8 @@ class ModelInfo:
     normalize: bool
     precision: str
     max_batch_size: int
+    max_batch_tokens: int
+    max_queue_size: int
     device: str
 
 
@@ -160,7 +162,8 @@ class ServedModel:
             normalize=(entry.parameter(repo.PARAM_NORMALIZE, "false") or "false").lower() == "true",
             precision="fp16" if specs[0].model_path != entry.onnx_path else (
                 entry.parameter(repo.PARAM_PRECISION, "fp32") or "fp32"),
-            max_batch_size=policy.max_batch_size, device=specs[0].device,
+            max_batch_size=policy.max_batch_size, max_batch_tokens=policy.max_batch_tokens,
+            max_queue_size=queue_size, device=specs[0].device,
         )
         for worker in workers:
             worker.start()

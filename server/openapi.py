@@ -91,8 +91,8 @@ _CLIENT_ERRORS = (400, 401, 404, 405, 413, 422, 429, 500, 503)
 
 def openapi_document(version: str) -> dict[str, Any]:
     openai_ops = _responses(_json(_EMBEDDINGS_RESPONSE), _OPENAI_ERROR, *_CLIENT_ERRORS)
-    kserve = lambda ok: _responses(ok, _KSERVE_ERROR, 400, 401, 404, 405, 413, 500, 501, 503)  # noqa: E731
-    tei = lambda ok: _responses(ok, _TEI_ERROR, 400, 401, 404, 413, 422, 429, 500, 503)  # noqa: E731
+    kserve = lambda ok: _responses(ok, _KSERVE_ERROR, 400, 401, 404, 405, 413, 500, 501, 503)
+    tei = lambda ok: _responses(ok, _TEI_ERROR, 400, 401, 404, 413, 422, 429, 500, 503)
     return {
         "openapi": "3.0.3",
         "info": {"title": "onnx-embedding-server", "version": version,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -29,7 +29,10 @@ def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
-async def render(build: Callable[[], bytes], floats: int) -> bytes:
+T = TypeVar("T")
+
+
+async def render(build: Callable[[], T], floats: int) -> T:
     if floats <= INLINE_RENDER_FLOATS:
         return build()
     return await asyncio.get_running_loop().run_in_executor(None, build)

@@ -99,7 +99,7 @@ async def infer(request: web.Request) -> web.Response:
                                timeout_ms=kserve.timeout_ms(parsed.timeout_us, config.request_timeout_ms))
     build = partial(kserve.build_infer_response, model=model.info.name, version=str(model.info.version),
                     request_id=parsed.id, vectors=result.vectors, outputs=parsed.outputs)
-    body, header_length = await render(build, result.vectors.size)  # type: ignore[arg-type]
+    body, header_length = await render(build, result.vectors.size)
     headers = timing_headers(result)
     if header_length is None:
         return json_response(body, headers=headers)

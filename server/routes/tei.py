@@ -6,9 +6,8 @@ import asyncio
 
 from aiohttp import web
 
-from .. import repository as repo
 from ..config import ServerConfig
-from ..model import DEFAULT_MAX_BATCH_TOKENS, INLINE_TOKENIZE_CHARS, Embeddings, ServedModel
+from ..model import INLINE_TOKENIZE_CHARS, Embeddings, ServedModel
 from ..protocols import tei
 from ..state import CONFIG, REGISTRY
 from .common import json_response, read_json, render
@@ -60,18 +59,12 @@ async def tokenize(request: web.Request) -> web.Response:
 
 
 def _info_fields(model: ServedModel, config: ServerConfig) -> tei.InfoFields:
-    batching, entry = config.batching, model.entry
-    max_tokens = batching.max_batch_tokens or int(entry.parameter(repo.PARAM_MAX_BATCH_TOKENS) or
-                                                  DEFAULT_MAX_BATCH_TOKENS)
-    queue_size = batching.max_queue_size
-    if queue_size is None:
-        queue_size = entry.config.dynamic_batching.default_queue_policy.max_queue_size
     info = model.info
     return tei.InfoFields(
         model_id=info.name, precision=info.precision, pooling=info.pooling,
-        max_concurrent_requests=queue_size, max_input_length=info.max_seq_length, max_batch_tokens=max_tokens,
-        max_batch_requests=info.max_batch_size, max_client_batch_size=config.max_inputs,
-        auto_truncate=config.truncate, version=server_version())
+        max_concurrent_requests=info.max_queue_size, max_input_length=info.max_seq_length,
+        max_batch_tokens=info.max_batch_tokens, max_batch_requests=info.max_batch_size,
+        max_client_batch_size=config.max_inputs, auto_truncate=config.truncate, version=server_version())
 
 
 @routes.get("/info")

@@ -1,0 +1,205 @@
+"""The benchmark harness's pure pieces: corpus, statistics, targets, rendering. No servers, no models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks import corpus, report, targets
+from benchmarks.load import LoadSpec, request_bodies
+from benchmarks.soak import rss_verdict
+from benchmarks.stats import percentile, ratio, summarize
+
+SENTENCES = [f"Sentence number {i} says something." for i in range(50)]
+
+
+def test_corpus_is_deterministic_and_seed_dependent():
+    first = corpus.build_texts(SENTENCES, 300, seed=7)
+    assert first == corpus.build_texts(SENTENCES, 300, seed=7)
+    assert first != corpus.build_texts(SENTENCES, 300, seed=8)
+    assert len(first) == 300
+
+
+def test_corpus_is_mostly_short_with_a_long_tail():
+    sentences_per_text = [text.count("Sentence number") for text in corpus.build_texts(SENTENCES, 2000)]
+    assert sum(n == 1 for n in sentences_per_text) > 0.45 * 2000
+    assert max(sentences_per_text) >= 20
+    assert 2.3 < sum(sentences_per_text) / 2000 < 3.4
+
+
+def test_read_sentences_splits_on_tabs_only(tmp_path):
+    tsv = tmp_path / "sts.tsv"
+    tsv.write_text(
+        'score\tsentence1\tsentence2\n5.0\tA man, with a hat.\tA "quoted" man.\n1.0\tA man, with a hat.\tOther\n'
+    )
+    assert corpus.read_sentences(tsv) == ["A man, with a hat.", 'A "quoted" man.', "Other"]
+
+
+def test_real_corpus_is_stable_when_the_data_is_here():
+    if not corpus.DEFAULT_TSV.is_file():
+        pytest.skip("shared STS-B data not present")
+    sentences = corpus.read_sentences()
+    assert corpus.build_texts(sentences, 50) == corpus.build_texts(sentences, 50)
+
+
+def test_corpus_rejects_mismatched_token_counts():
+    with pytest.raises(ValueError):
+        corpus.Corpus(["a", "b"], [3], 256)
+
+
+def test_percentile_interpolates_like_numpy():
+    values = [1.0, 2.0, 3.0, 4.0]
+    assert percentile(values, 50) == 2.5
+    assert percentile(values, 0) == 1.0 and percentile(values, 100) == 4.0
+    assert percentile(values, 99) == pytest.approx(3.97)
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError):
+        percentile(values, 101)
+
+
+def test_summarize_reports_milliseconds():
+    summary = summarize([0.001, 0.002, 0.003])
+    assert summary["p50_ms"] == pytest.approx(2.0) and summary["count"] == 3
+
+
+def test_ratio_tolerates_missing_values():
+    assert ratio(3.0, 2.0) == 1.5
+    assert math.isnan(ratio(None, 2.0)) and math.isnan(ratio(1.0, 0.0)) and math.isnan(ratio(math.nan, 1.0))
+
+
+def _point(concurrency, texts_per_s, batch=1, **extra):
+    base = {
+        "concurrency": concurrency,
+        "batch": batch,
+        "texts_per_s": texts_per_s,
+        "tokens_per_s": texts_per_s * 40,
+        "p50_ms": 4.0,
+        "p99_ms": 9.0,
+        "probe_p50_ms": 0.5,
+        "probe_p99_ms": 2.0,
+        "errors": 0,
+        "probe_errors": 0,
+        "rss_mb": 100.0,
+        "cpu_percent": 190.0,
+        "generator_cpu_percent": 10.0,
+        "other_cpu_percent": 1.0,
+    }
+    return {**base, **extra}
+
+
+def _run():
+    return {
+        "settings": {"concurrency": [1, 8, 64]},
+        "ceiling": {"best_texts_per_s": 300.0, "single_latency": {"p50_ms": 3.5}},
+        "contenders": {
+            "st-async": {"group": "article", "points": [_point(64, 50.0)], "peak_rss_mb": 600.0},
+            "st-process": {"group": "article", "points": [_point(64, 60.0)], "peak_rss_mb": 1000.0},
+            "infinity": {"group": "peer", "points": [_point(64, 90.0)], "peak_rss_mb": 900.0},
+            "ours": {
+                "group": "ours",
+                "points": [_point(1, 200.0), _point(64, 285.0, probe_p99_ms=6.0)],
+                "peak_rss_mb": 300.0,
+            },
+            "ours-int8": {"group": "ours", "points": [_point(64, 500.0)], "peak_rss_mb": 250.0},
+        },
+    }
+
+
+def test_targets_compute_ratios_and_verdicts():
+    by_name = {t.name.split(": ", 1)[1]: t for t in targets.evaluate(_run())}
+    assert by_name["ours / best offline ceiling"].value == pytest.approx(0.95)
+    assert by_name["ours / best offline ceiling"].verdict == "PASS"
+    best_article = by_name["ours / best article design (st-process)"]
+    assert best_article.value == pytest.approx(4.75) and best_article.verdict == "PASS"
+    assert by_name["ours / Infinity"].value == pytest.approx(285 / 90)
+    assert by_name["int8 served / fp32 served"].value == pytest.approx(500 / 285)
+    assert by_name["probe p99 while ours is saturated"].verdict == "MISS"
+    assert by_name["ours p50 - ceiling single-text p50"].value == pytest.approx(0.5)
+    assert by_name["ours / process-pool design"].value == pytest.approx(0.3)
+
+
+def test_missing_contender_gives_not_applicable():
+    run = _run()
+    del run["contenders"]["infinity"]
+    infinity = next(t for t in targets.evaluate(run) if "Infinity" in t.name)
+    assert infinity.verdict == "n/a" and "n/a" in infinity.describe()
+
+
+def test_markdown_table_renders_rows_and_dashes_for_missing():
+    text = report.table(("a", "b"), [[1.23456, None], ["x", math.nan]])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1.2 | - |", "| x | - |"]
+
+
+def test_markdown_report_has_every_section():
+    run = _run()
+    run.update(
+        {
+            "started": "now",
+            "command": "python -m benchmarks",
+            "elapsed_s": 1.0,
+            "notes": ["a note"],
+            "machine": {
+                "cpu": "cpu",
+                "logical_cpus": 2,
+                "available_cpus": 2,
+                "memory_gib": 24,
+                "kernel": "k",
+                "python": "3.11",
+                "versions": {"onnxruntime": "1"},
+            },
+            "corpus": {"texts": 10, "mean_tokens": 42.0, "max_tokens": 256, "short_le_32": 6, "truncated": 1},
+        }
+    )
+    run["settings"].update(
+        {
+            "seed": 1,
+            "max_seq_length": 256,
+            "bulk_size": 256,
+            "bulk_concurrency": 2,
+            "warmup_s": 1,
+            "passes": 1,
+            "duration_s": 5,
+            "encoding_format": "float",
+            "probe_interval_ms": 20,
+        }
+    )
+    for entry in run["contenders"].values():
+        entry["description"] = "d"
+    text = report.markdown(run, targets.evaluate(run))
+    for heading in (
+        "## Machine",
+        "## Workload",
+        "## Offline ceiling",
+        "## Served",
+        "## Targets",
+        "## Notes",
+        "## Plot",
+    ):
+        assert heading in text
+    assert "| ours | c=64 | 285.0 |" in text
+
+
+def test_request_bodies_cover_the_corpus_once():
+    spec = LoadSpec(
+        "http://x",
+        "m",
+        ["a", "b", "c"],
+        [3, 4, 5],
+        batch=2,
+        concurrency=1,
+        duration=1,
+        max_requests=2,
+        warmup=0,
+    )
+    bodies = request_bodies(spec)
+    assert [(texts, tokens) for _, texts, tokens in bodies] == [(2, 7), (1, 5)]
+    assert b'"input":["a","b"]' in bodies[0][0]
+
+
+def test_soak_verdict_flat_and_growing():
+    flat = [(float(t), 500.0 + (t % 3)) for t in range(100)]
+    assert rss_verdict(flat, 0.25, 0.05).flat
+    growing = [(float(t), 500.0 + 3 * t) for t in range(100)]
+    verdict = rss_verdict(growing, 0.25, 0.05)
+    assert not verdict.flat and verdict.slope_mb_per_min == pytest.approx(180.0)
