@@ -58,17 +58,18 @@ def _instance_specs(entry: repo.ModelEntry, config: ServerConfig) -> list[Sessio
     groups = list(entry.config.instance_group) or [repo.model_config_pb2.ModelInstanceGroup(count=1)]
     cuda_options = dict(_config_cuda_options(entry.config))
     cuda_options.update(dict(config.cuda_options))
-    specs: list[SessionSpec] = []
+    specs: list[tuple[Path, str, int]] = []
     for group in groups:
         gpu = config.device == "gpu" or (config.device == "config" and group.kind == kinds.KIND_GPU)
         count = max(1, group.count)
         path = gpu_model_path(entry) if gpu else entry.onnx_path
         for device_id in (list(group.gpus) or [0]) if gpu else [0]:
-            specs += [SessionSpec(path, "gpu" if gpu else "cpu", device_id, 0, tuple(cuda_options.items()))] * count
-    cpu_instances = sum(1 for s in specs if s.device == "cpu")
+            specs += [(path, "gpu" if gpu else "cpu", device_id)] * count
+    cpu_instances = sum(1 for _, device, _ in specs if device == "cpu")
     threads = config.intra_op_threads or max(1, available_cpus() // max(1, cpu_instances))
-    return [SessionSpec(s.model_path, s.device, s.device_id, threads if s.device == "cpu" else 1, s.cuda_options)
-            for s in specs]
+    return [SessionSpec(path, device, device_id, threads if device == "cpu" else 1, config.ort_spinning,
+                        tuple(cuda_options.items()))
+            for path, device, device_id in specs]
 
 
 def gpu_model_path(entry: repo.ModelEntry) -> Path:

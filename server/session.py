@@ -51,10 +51,11 @@ class SessionSpec:
     device: str  # "cpu" or "gpu"
     device_id: int = 0
     intra_op_threads: int = 0
+    spinning: bool = False
     cuda_options: tuple[tuple[str, str], ...] = ()
 
 
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
+def session_options(intra_op_threads: int, spinning: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads or available_cpus()
     options.inter_op_num_threads = 1
@@ -63,6 +64,7 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     # Shapes change with every batch; a memory pattern planned for one shape is rarely reused.
     options.enable_mem_pattern = False
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
 
@@ -87,7 +89,7 @@ def _preload_cuda_libraries() -> None:
 
 def create_session(spec: SessionSpec) -> ort.InferenceSession:
     """Build the session; a GPU instance whose CUDA provider did not load is an error, never a silent CPU run."""
-    options = session_options(spec.intra_op_threads)
+    options = session_options(spec.intra_op_threads, spec.spinning)
     if spec.device == "gpu":
         _preload_cuda_libraries()
         providers: list = [(CUDA, cuda_provider_options(spec)), CPU]
