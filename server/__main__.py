@@ -16,7 +16,6 @@ from .state import LIFECYCLE
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.setswitchinterval(config.gil_switch_interval_ms / 1000)
     app = create_app(config)
     try:
         web.run_app(

@@ -30,8 +30,7 @@ class ServerConfig:
     device: str = "config"
     cuda_options: tuple[tuple[str, str], ...] = ()
     intra_op_threads: int = 0
-    ort_spinning: bool = False
-    gil_switch_interval_ms: float = 1.0
+    ort_spinning: bool = True
     batching: BatchingOverrides = field(default_factory=BatchingOverrides)
     batch_overhead_tokens: int = 32
     request_timeout_ms: int | None = None
@@ -50,8 +49,6 @@ class ServerConfig:
             raise ValueError(f"port must be 1..65535, not {self.port}")
         if self.intra_op_threads < 0:
             raise ValueError("intra_op_threads must be >= 0 (0 = the CPUs this process may use)")
-        if not 0 < self.gil_switch_interval_ms <= 100:
-            raise ValueError("gil_switch_interval_ms must be in (0, 100]")
         if self.max_inputs < 1 or self.max_request_bytes < 1024:
             raise ValueError("max_inputs must be >= 1 and max_request_bytes >= 1024")
 
@@ -93,12 +90,9 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
      "cudnn_conv_algo_search, do_copy_in_default_stream, use_tf32); override config.pbtxt's."),
     ("--intra-op-threads", int, 0,
      "ONNX Runtime intra-op threads per CPU instance; 0 = the CPUs this process may use (affinity and cgroup quota)."),
-    ("--ort-spinning", _bool, False,
-     "Let ONNX Runtime's intra-op threads spin between runs. Off leaves those cycles to the event loop and "
-     "tokenizer, which measured faster here when cores are few; on can cut latency on idle many-core hosts."),
-    ("--gil-switch-interval-ms", float, 1.0,
-     "Python's thread switch interval. When a batch ends, the inference thread needs the GIL back from the "
-     "busy event loop; Python's 5 ms default makes every batch wait up to that long."),
+    ("--ort-spinning", _bool, True,
+     "Let ONNX Runtime's intra-op threads spin between runs. Off frees those cycles for other work but wakes "
+     "the threads for every run: measured here, single-request p50 went from 8.2 to 12.9 ms."),
     ("--max-batch-size", int, None, "Most texts in one model run (overrides config.pbtxt max_batch_size)."),
     ("--max-batch-tokens", int, None,
      "Most padded tokens (count x longest) in one run; bounds memory and latency of a batch "
@@ -161,7 +155,6 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             cuda_options=tuple(args.cuda_options),
             intra_op_threads=args.intra_op_threads,
             ort_spinning=args.ort_spinning,
-            gil_switch_interval_ms=args.gil_switch_interval_ms,
             batching=BatchingOverrides(
                 max_batch_size=args.max_batch_size,
                 max_batch_tokens=args.max_batch_tokens,

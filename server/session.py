@@ -51,11 +51,11 @@ class SessionSpec:
     device: str  # "cpu" or "gpu"
     device_id: int = 0
     intra_op_threads: int = 0
-    spinning: bool = False
+    spinning: bool = True
     cuda_options: tuple[tuple[str, str], ...] = ()
 
 
-def session_options(intra_op_threads: int, spinning: bool = False) -> ort.SessionOptions:
+def session_options(intra_op_threads: int, spinning: bool = True) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads or available_cpus()
     options.inter_op_num_threads = 1
