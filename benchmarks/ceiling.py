@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.onnx_model import OnnxEncoder, create_session, load_tokenizer, locate, pad, server_session_options
+from benchmarks.onnx_model import (
+    OnnxEncoder,
+    create_session,
+    load_tokenizer,
+    locate,
+    pad,
+    server_session_options,
+)
 from benchmarks.stats import summarize
 
 Planner = Callable[[list[int]], list[list[int]]]
@@ -37,9 +44,9 @@ def server_batching_params(config: Path | None) -> BatchingParams:
     """The batching limits the server would use for this model: config.pbtxt's, else the defaults."""
     if config is None:
         return DEFAULT_PARAMS
-    try:
-        from server.repository import PARAM_MAX_BATCH_TOKENS, read_model_config
+    from server.repository import PARAM_MAX_BATCH_TOKENS, RepositoryError, read_model_config
 
+    try:
         model_config = read_model_config(config)
         tokens = model_config.parameters.get(PARAM_MAX_BATCH_TOKENS)
         return BatchingParams(
@@ -47,7 +54,7 @@ def server_batching_params(config: Path | None) -> BatchingParams:
             max_batch_tokens=int(tokens.string_value) if tokens else DEFAULT_PARAMS.max_batch_tokens,
             batch_overhead_tokens=DEFAULT_PARAMS.batch_overhead_tokens,
         )
-    except Exception:
+    except (RepositoryError, ValueError):
         return DEFAULT_PARAMS
 
 
@@ -69,14 +76,22 @@ def planned(params: BatchingParams) -> Planner:
     return lambda lengths: plan_batches(lengths, **asdict(params))
 
 
-def strategies(params: BatchingParams) -> dict[str, Planner]:
-    variants = {
+def variants(params: BatchingParams) -> list[BatchingParams]:
+    """The server's batching limits and a few neighbours, so the ceiling is the best of several splits."""
+    size, tokens, overhead = params.max_batch_size, params.max_batch_tokens, params.batch_overhead_tokens
+    found = {
         params,
-        BatchingParams(params.max_batch_size, params.max_batch_tokens, params.batch_overhead_tokens * 2),
-        BatchingParams(params.max_batch_size * 2, params.max_batch_tokens * 2, params.batch_overhead_tokens),
+        BatchingParams(size, tokens, max(1, overhead // 2)),
+        BatchingParams(size, tokens, overhead * 2),
+        BatchingParams(size * 2, tokens * 2, overhead),
     }
-    chosen = {"arrival order, batches of 32": arrival_chunks(32), "length-sorted, batches of 32": sorted_chunks(32)}
-    chosen.update({p.label(): planned(p) for p in sorted(variants, key=lambda p: (p.max_batch_size, p.batch_overhead_tokens))})
+    return sorted(found, key=lambda p: (p.max_batch_size, p.batch_overhead_tokens))
+
+
+def strategies(params: BatchingParams, arrival_order: bool = True) -> dict[str, Planner]:
+    chosen = {"arrival order, batches of 32": arrival_chunks(32)} if arrival_order else {}
+    chosen["length-sorted, batches of 32"] = sorted_chunks(32)
+    chosen.update({p.label(): planned(p) for p in variants(params)})
     return chosen
 
 
@@ -99,15 +114,24 @@ def single_latencies(encoder: OnnxEncoder, texts: Sequence[str]) -> list[float]:
     return latencies
 
 
-def measure(repository: str, model: str, texts: list[str], tokens: list[int], passes: int = 3) -> dict:
+def measure(
+    repository: str,
+    model: str,
+    texts: list[str],
+    tokens: list[int],
+    passes: int = 3,
+    arrival_order: bool = True,
+) -> dict:
     """Run every strategy; returns throughput per strategy and the single-text latency summary."""
     files = locate(Path(repository), model)
     options = server_session_options()
-    encoder = OnnxEncoder(create_session(files.onnx, options), load_tokenizer(files.tokenizer, files.max_seq_length))
+    encoder = OnnxEncoder(
+        create_session(files.onnx, options), load_tokenizer(files.tokenizer, files.max_seq_length)
+    )
     total_tokens = sum(tokens)
     run_batched(encoder, texts[: min(len(texts), 256)], sorted_chunks(32))
     rows = []
-    for label, plan in strategies(server_batching_params(files.config)).items():
+    for label, plan in strategies(server_batching_params(files.config), arrival_order).items():
         seconds = [run_batched(encoder, texts, plan) for _ in range(passes)]
         rows.append(_row(label, statistics.median(seconds), len(texts), total_tokens, seconds))
     single = single_latencies(encoder, texts)

@@ -77,7 +77,12 @@ def token_counts(texts: Sequence[str], tokenizer) -> list[int]:
     return [len(encoding.ids) for encoding in tokenizer.encode_batch(list(texts))]
 
 
-def load_corpus(tokenizer, max_seq_length: int, size: int = DEFAULT_SIZE, seed: int = DEFAULT_SEED,
-                tsv: Path = DEFAULT_TSV) -> Corpus:
+def load_corpus(
+    tokenizer,
+    max_seq_length: int,
+    size: int = DEFAULT_SIZE,
+    seed: int = DEFAULT_SEED,
+    tsv: Path = DEFAULT_TSV,
+) -> Corpus:
     texts = build_texts(read_sentences(tsv), size, seed)
     return Corpus(texts, token_counts(texts, tokenizer), max_seq_length)

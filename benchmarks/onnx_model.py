@@ -24,7 +24,9 @@ class ModelFiles:
 def locate(repository: Path, name: str) -> ModelFiles:
     """`<repository>/<name>/<highest version>/{model.onnx,tokenizer.json}` plus the config's max_seq_length."""
     model_dir = repository / name
-    versions = sorted((p for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    versions = sorted(
+        (p for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    )
     if not versions:
         raise FileNotFoundError(f"{model_dir}: no numbered version directory")
     version = versions[-1]
@@ -33,18 +35,20 @@ def locate(repository: Path, name: str) -> ModelFiles:
             raise FileNotFoundError(f"{version / required} is missing")
     config = model_dir / "config.pbtxt"
     config = config if config.is_file() else None
-    return ModelFiles(name, version / "model.onnx", version / "tokenizer.json", _max_seq_length(config), config)
+    return ModelFiles(
+        name, version / "model.onnx", version / "tokenizer.json", _max_seq_length(config), config
+    )
 
 
 def _max_seq_length(config: Path | None) -> int:
     if config is None:
         return DEFAULT_MAX_SEQ_LENGTH
-    try:
-        from server.repository import PARAM_MAX_SEQ_LENGTH, read_model_config
+    from server.repository import PARAM_MAX_SEQ_LENGTH, RepositoryError, read_model_config
 
+    try:
         parameters = read_model_config(config).parameters
         return int(parameters[PARAM_MAX_SEQ_LENGTH].string_value)
-    except Exception:
+    except (RepositoryError, KeyError, ValueError):
         return DEFAULT_MAX_SEQ_LENGTH
 
 

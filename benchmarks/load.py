@@ -1,0 +1,219 @@
+"""The load: closed-loop aiohttp clients in their own process, and a 20 ms health probe in another.
+
+Neither shares a GIL with the orchestrator or with each other. The generator warms up, then sets
+`started`, runs the measured window (bounded by request count and time), sets `stopped`; the probe
+times one keep-alive GET every interval between the two events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import itertools
+import multiprocessing as mp
+import queue
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+ERROR_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    url: str
+    model: str
+    texts: list[str]
+    tokens: list[int]
+    batch: int
+    concurrency: int
+    duration: float
+    max_requests: int
+    warmup: float
+    encoding_format: str = "float"
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    url: str
+    interval: float = 0.02
+    timeout: float = 5.0
+
+
+@dataclass
+class Record:
+    latencies: list[float] = field(default_factory=list)
+    texts: int = 0
+    tokens: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    def fail(self, reason: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < ERROR_SAMPLES:
+            self.error_samples.append(reason)
+
+
+def request_bodies(spec: LoadSpec) -> list[tuple[bytes, int, int]]:
+    """One pass over the corpus as (body, texts, tokens) per request, serialized once up front."""
+    import orjson
+
+    bodies = []
+    for start in range(0, len(spec.texts), spec.batch):
+        chunk = spec.texts[start : start + spec.batch]
+        payload = chunk[0] if spec.batch == 1 else chunk
+        body = orjson.dumps({"model": spec.model, "input": payload, "encoding_format": spec.encoding_format})
+        bodies.append((body, len(chunk), sum(spec.tokens[start : start + spec.batch])))
+    return bodies
+
+
+def embeddings_in(payload: bytes) -> int:
+    import orjson
+
+    return len(orjson.loads(payload)["data"])
+
+
+async def run_phase(
+    session, spec: LoadSpec, bodies, duration: float, max_requests: int, offset: int
+) -> Record:
+    import aiohttp
+
+    record = Record()
+    counter = itertools.count()
+    deadline = time.perf_counter() + duration
+
+    async def client() -> None:
+        while (k := next(counter)) < max_requests and time.perf_counter() < deadline:
+            body, texts, tokens = bodies[(offset + k) % len(bodies)]
+            start = time.perf_counter()
+            try:
+                async with session.post(spec.url, data=body, headers=JSON_HEADERS) as response:
+                    payload = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                record.fail(f"{type(exc).__name__}: {exc}")
+                continue
+            if status != 200:
+                record.fail(f"HTTP {status}: {payload[:200]!r}")
+            elif embeddings_in(payload) != texts:
+                record.fail(f"expected {texts} embeddings")
+            else:
+                record.latencies.append(time.perf_counter() - start)
+                record.texts += texts
+                record.tokens += tokens
+
+    await asyncio.gather(*(client() for _ in range(spec.concurrency)))
+    return record
+
+
+async def drive(spec: LoadSpec, started, stopped) -> dict:
+    import aiohttp
+
+    bodies = request_bodies(spec)
+    connector = aiohttp.TCPConnector(limit=spec.concurrency)
+    timeout = aiohttp.ClientTimeout(total=spec.timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        warm = await run_phase(session, spec, bodies, spec.warmup, len(bodies), len(bodies) // 2)
+        started.set()
+        cpu, start = time.process_time(), time.perf_counter()
+        record = await run_phase(session, spec, bodies, spec.duration, spec.max_requests, 0)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        stopped.set()
+    return {
+        "wall_s": wall,
+        "latencies": record.latencies,
+        "texts": record.texts,
+        "tokens": record.tokens,
+        "errors": record.errors,
+        "error_samples": record.error_samples,
+        "warmup_errors": warm.errors,
+        "generator_cpu_percent": 100 * cpu / wall if wall > 0 else float("nan"),
+    }
+
+
+def generator_main(spec: LoadSpec, started, stopped, results) -> None:
+    try:
+        results.put(("load", asyncio.run(drive(spec, started, stopped))))
+    except Exception as exc:  # noqa: BLE001 - the orchestrator must always hear back
+        results.put(("load", {"crashed": f"{type(exc).__name__}: {exc}"}))
+    finally:
+        started.set()
+        stopped.set()
+
+
+def probe_main(spec: ProbeSpec, ready, started, stopped, results) -> None:
+    parts = urlsplit(spec.url)
+    latencies: list[float] = []
+    errors = 0
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=spec.timeout)
+    ready.set()
+    started.wait()
+    tick = time.perf_counter()
+    while not stopped.is_set():
+        start = time.perf_counter()
+        try:
+            connection.request("GET", parts.path)
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors += 1
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            connection.close()
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=spec.timeout)
+        tick = max(tick + spec.interval, time.perf_counter())
+        stopped.wait(max(0.0, tick - time.perf_counter()))
+    connection.close()
+    results.put(("probe", {"latencies": latencies, "errors": errors}))
+
+
+def measure(spec: LoadSpec, probe: ProbeSpec, sampler, limit: float) -> dict:
+    """Run one point: probe and generator in spawned processes; `sampler` marks the measured window."""
+    context = mp.get_context("spawn")
+    ready, started, stopped = context.Event(), context.Event(), context.Event()
+    results = context.Queue()
+    probe_process = context.Process(
+        target=probe_main, args=(probe, ready, started, stopped, results), daemon=True
+    )
+    generator = context.Process(target=generator_main, args=(spec, started, stopped, results), daemon=True)
+    probe_process.start()
+    ready.wait(60)
+    generator.start()
+    deadline = time.monotonic() + limit
+    _wait(started, generator, deadline)
+    sampler.mark_start()
+    _wait(stopped, generator, deadline)
+    sampler.mark_stop()
+    started.set()
+    stopped.set()
+    collected = _collect(results, 2, timeout=spec.timeout + 10)
+    for process in (generator, probe_process):
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+    if "load" not in collected:
+        collected["load"] = {"crashed": "the generator returned nothing within the time limit"}
+    collected.setdefault("probe", {"latencies": [], "errors": 0})
+    return collected
+
+
+def _wait(event, process, deadline: float) -> None:
+    while not event.wait(0.05):
+        if not process.is_alive() or time.monotonic() > deadline:
+            return
+
+
+def _collect(results, count: int, timeout: float) -> dict:
+    collected = {}
+    deadline = time.monotonic() + timeout
+    while len(collected) < count and time.monotonic() < deadline:
+        try:
+            kind, value = results.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        collected[kind] = value
+    return collected
