@@ -56,6 +56,11 @@ class TextTokenizer:
         return encoding.ids[: positions[0]], encoding.ids[positions[-1] + 1 :]
 
     def encode_texts(self, texts: list[str]) -> Tokenized:
+        for index, text in enumerate(texts):
+            if not text:
+                raise invalid(f"input {index} is an empty string", param="input")
+            if "\x00" in text:
+                raise invalid(f"input {index} contains a NUL character", param="input")
         if len(texts) == 1:
             encodings = [self._tokenizer.encode(texts[0])]
         else:
