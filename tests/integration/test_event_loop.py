@@ -55,7 +55,7 @@ async def test_64_concurrent_requests_are_batched_and_the_loop_never_blocks(app_
     probe_latencies: list[float] = []
     url = str(app_server.make_url(""))
 
-    async with ClientSession(connector=TCPConnector(limit=0)) as session:
+    async with ClientSession(connector=TCPConnector(limit=0)) as session, ClientSession() as probe_session:
         async def embed(text: str) -> list[float]:
             async with session.post(url + "/v1/embeddings", json={"model": MODEL, "input": text,
                                                                    "encoding_format": "float"}) as response:
@@ -65,11 +65,13 @@ async def test_64_concurrent_requests_are_batched_and_the_loop_never_blocks(app_
         async def probe(stop: asyncio.Event) -> None:
             while not stop.is_set():
                 start = time.perf_counter()
-                async with session.get(url + "/v2/health/live") as response:
+                async with probe_session.get(url + "/v2/health/live") as response:
                     assert response.status == 200
                 probe_latencies.append(time.perf_counter() - start)
                 await asyncio.sleep(0.02)
 
+        async with probe_session.get(url + "/v2/health/live") as response:  # connection opened before the load
+            assert response.status == 200
         stop = asyncio.Event()
         try:
             with blockbuster_ctx(["server"]):
@@ -86,6 +88,9 @@ async def test_64_concurrent_requests_are_batched_and_the_loop_never_blocks(app_
     cos = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
     assert cos.min() >= 0.99999
     assert slow.records == []
-    assert len(probe_latencies) >= 3 and max(probe_latencies) < 0.5
+    # Client and server share this loop, so the probe also waits on the client's own work; a model run on
+    # the loop (100+ ms a batch) would still stand out. The slow-callback check above is the precise one.
+    assert len(probe_latencies) >= 3 and max(probe_latencies) < 1.0
+    assert sorted(probe_latencies)[len(probe_latencies) // 2] < 0.1
     executions = app_server.app[REGISTRY].get(MODEL).stats.execution_count
     assert executions < 64 + 2, "concurrent single-text requests were not coalesced into batches"
