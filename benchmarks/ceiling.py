@@ -25,6 +25,7 @@ from benchmarks.onnx_model import (
 from benchmarks.stats import summarize
 
 Planner = Callable[[list[int]], list[list[int]]]
+WINDOW_PREFIX = "windows of "
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,19 @@ def planned(params: BatchingParams) -> Planner:
     return lambda lengths: plan_batches(lengths, **asdict(params))
 
 
+def windowed(params: BatchingParams, window: int) -> Planner:
+    """plan_batches within each arrival-order window: the most a server with `window` requests in flight sees."""
+    whole = planned(params)
+
+    def plan(lengths: list[int]) -> list[list[int]]:
+        batches = []
+        for start in range(0, len(lengths), window):
+            batches += [[start + i for i in batch] for batch in whole(lengths[start : start + window])]
+        return batches
+
+    return plan
+
+
 def variants(params: BatchingParams) -> list[BatchingParams]:
     """The server's batching limits and a few neighbours, so the ceiling is the best of several splits."""
     size, tokens, overhead = params.max_batch_size, params.max_batch_tokens, params.batch_overhead_tokens
@@ -88,8 +102,11 @@ def variants(params: BatchingParams) -> list[BatchingParams]:
     return sorted(found, key=lambda p: (p.max_batch_size, p.batch_overhead_tokens))
 
 
-def strategies(params: BatchingParams, arrival_order: bool = True) -> dict[str, Planner]:
+def strategies(params: BatchingParams, arrival_order: bool = True, window: int = 64) -> dict[str, Planner]:
     chosen = {"arrival order, batches of 32": arrival_chunks(32)} if arrival_order else {}
+    chosen[f"{WINDOW_PREFIX}{window} in arrival order, {params.label()} within each"] = windowed(
+        params, window
+    )
     chosen["length-sorted, batches of 32"] = sorted_chunks(32)
     chosen.update({p.label(): planned(p) for p in variants(params)})
     return chosen
@@ -121,6 +138,7 @@ def measure(
     tokens: list[int],
     passes: int = 3,
     arrival_order: bool = True,
+    window: int = 64,
 ) -> dict:
     """Run every strategy; returns throughput per strategy and the single-text latency summary."""
     files = locate(Path(repository), model)
@@ -131,7 +149,7 @@ def measure(
     total_tokens = sum(tokens)
     run_batched(encoder, texts[: min(len(texts), 256)], sorted_chunks(32))
     rows = []
-    for label, plan in strategies(server_batching_params(files.config), arrival_order).items():
+    for label, plan in strategies(server_batching_params(files.config), arrival_order, window).items():
         seconds = [run_batched(encoder, texts, plan) for _ in range(passes)]
         rows.append(_row(label, statistics.median(seconds), len(texts), total_tokens, seconds))
     single = single_latencies(encoder, texts)
@@ -144,6 +162,8 @@ def measure(
         "best": best["strategy"],
         "best_texts_per_s": best["texts_per_s"],
         "single_latency": summarize(single),
+        "window": window,
+        "window_texts_per_s": next(r["texts_per_s"] for r in rows if r["strategy"].startswith(WINDOW_PREFIX)),
     }
 
 

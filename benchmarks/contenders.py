@@ -37,6 +37,7 @@ class Contender:
     env: dict[str, str] = field(default_factory=dict)
     startup_timeout: float = 300.0
     cwd: Path = REPO_ROOT
+    metrics: str | None = None
 
 
 class ContenderUnavailable(Exception):
@@ -107,6 +108,7 @@ def _ours(name: str, model: str, setup: Setup) -> Contender:
         command,
         model,
         ready="/v2/health/ready",
+        metrics="/metrics",
         env=OFFLINE,
     )
 

@@ -126,62 +126,173 @@ def targets_rows(targets: Sequence[Target]) -> list[list]:
     return [[t.name, t.measured(), t.wanted(), t.verdict] for t in targets]
 
 
-def markdown(run: dict, targets: Sequence[Target]) -> str:
-    m, s, c = run["machine"], run["settings"], run["corpus"]
-    ceiling = run.get("ceiling") or {}
-    single = ceiling.get("single_latency") or {}
+def bullets(lines: Sequence[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def machine_section(run: dict) -> list[str]:
+    m = run["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    return [
+        "## Machine",
+        bullets(
+            [
+                (
+                    f"CPU: {m['cpu']}; {m['logical_cpus']} logical CPUs ({m['available_cpus']} available); "
+                    f"{m['memory_gib']} GiB; Linux {m['kernel']}; Python {m['python']}"
+                ),
+                f"{versions}; infinity-emb {run.get('infinity_version', '-')} (own venv)",
+                (
+                    "Shared machine: other work may run at the same time (see other CPU %); compare ratios within this "
+                    "run, not across runs."
+                ),
+            ]
+        ),
+    ]
+
+
+def workload_section(run: dict) -> list[str]:
+    s, c = run["settings"], run["corpus"]
+    return [
+        "## Workload",
+        bullets(
+            [
+                (
+                    f"Corpus: {c['texts']} texts from STS-B dev sentences joined to varied lengths (seed {s['seed']}), "
+                    f"mean {c['mean_tokens']:.1f} tokens, max {c['max_tokens']}, {c['short_le_32']} of <= 32 tokens, "
+                    f"{c['truncated']} cut at max_seq_length {s['max_seq_length']}."
+                ),
+                (
+                    f"Closed-loop aiohttp clients in their own process, one text per request at concurrency "
+                    f"{', '.join(map(str, s['concurrency']))}, and bulk requests of {s['bulk_size']} texts at concurrency "
+                    f"{s['bulk_concurrency']}; each point: {s['warmup_s']} s warm-up, then up to {s['passes']} corpus "
+                    f"pass(es) or {s['duration_s']} s, whichever first; `encoding_format` {s['encoding_format']}."
+                ),
+                (
+                    f"A probe in another process GETs each contender's health route every {s['probe_interval_ms']} ms "
+                    "(keep-alive) during the measured window: the event loop's responsiveness."
+                ),
+                (
+                    "RSS and server CPU cover the server's whole process tree (psutil), RSS the peak over the point; gen "
+                    "CPU is the load generator's own; other CPU is everything else on the machine (probe, other users: "
+                    "noise); 100 % = one core."
+                ),
+            ]
+        ),
+    ]
+
+
+def ceiling_section(run: dict) -> list[str]:
+    ceiling = run.get("ceiling") or {}
+    if not ceiling.get("strategies"):
+        return ["## Offline ceiling", f"Not measured: {ceiling.get('error', 'skipped')}"]
+    single = ceiling["single_latency"]
+    return [
+        "## Offline ceiling (raw ONNX Runtime session, no HTTP)",
+        (
+            f"Model {ceiling['model']}, the server's session options (intra-op threads "
+            f"{ceiling['intra_op_threads']}, inter-op 1, sequential, ORT_ENABLE_ALL), measured "
+            f"{ceiling.get('measured', 'at the start of the run')}; the whole pipeline is timed (tokenize, order, pad, run), median of passes. Single text, one "
+            f"per run: p50 {fmt(single['p50_ms'], 2)} ms, p99 {fmt(single['p99_ms'], 2)} ms."
+        ),
+        table(("strategy", "texts/s", "tokens/s", "seconds"), ceiling_rows(ceiling)),
+    ]
+
+
+def served_section(run: dict) -> list[str]:
+    described = bullets([f"**{n}**: {e['description']}" for n, e in run["contenders"].items()])
+    parts = ["## Served", table(SERVED_COLUMNS, served_rows(run)), described]
+    skipped = [f"**{n}** skipped: {e['skipped']}" for n, e in run["contenders"].items() if e.get("skipped")]
+    return parts + ([bullets(skipped)] if skipped else [])
+
+
+def _served_points(run: dict, exclude: str = "null"):
+    for name, entry in run["contenders"].items():
+        if name != exclude:
+            for point in entry.get("points", []):
+                yield name, point
+
+
+def generator_notes(run: dict) -> list[str]:
+    found = []
+    for p in run["contenders"].get("null", {}).get("points", []):
+        same = [
+            q["texts_per_s"]
+            for _, q in _served_points(run)
+            if (q["concurrency"], q["batch"]) == (p["concurrency"], p["batch"])
+        ]
+        if same:
+            found.append(
+                f"Load generator check ({load_label(p)}): {p['texts_per_s']:,.0f} texts/s against a canned server, "
+                f"{p['texts_per_s'] / max(same):.1f}x the fastest contender at that load."
+            )
+    busiest = [
+        p["generator_cpu_percent"]
+        for _, p in _served_points(run)
+        if not math.isnan(p["generator_cpu_percent"])
+    ]
+    if busiest:
+        found.append(
+            f"Load generator CPU (its own process) peaked at {max(busiest):.0f} % of one core against a real contender."
+        )
+    return found
+
+
+def batching_notes(run: dict) -> list[str]:
+    found = [
+        f"{name} ({load_label(p)}): {p['mean_batch']:.1f} texts per model run on average (server /metrics)."
+        for name, p in _served_points(run)
+        if p.get("mean_batch")
+    ]
+    return found
+
+
+def window_note(run: dict) -> list[str]:
+    ceiling = run.get("ceiling") or {}
+    window = ceiling.get("window")
+    ours = next(
+        (
+            p
+            for p in run["contenders"].get("ours", {}).get("points", [])
+            if p["concurrency"] == window and p["batch"] == 1
+        ),
+        None,
+    )
+    if not window or not ours:
+        return []
+    return [
+        (
+            f"With {window} clients a server never holds more than {window} texts, so the whole-corpus sort is out of "
+            f"its reach: the ceiling restricted to arrival windows of {window} does "
+            f"{ceiling['window_texts_per_s']:.1f} texts/s, and ours at c={window} reaches "
+            f"{ours['texts_per_s'] / ceiling['window_texts_per_s']:.2f}x of that."
+        )
+    ]
+
+
+def notes(run: dict) -> list[str]:
+    found = generator_notes(run) + batching_notes(run) + window_note(run)
+    if run["contenders"].get("infinity", {}).get("points"):
+        found.append(
+            "Infinity truncates at the model's max_position_embeddings (512), not 256, so its few long texts cost "
+            "it more; with optimum 2.x its own ONNX optimization pass fails and it serves the plain export."
+        )
+    return found
+
+
+def markdown(run: dict, targets: Sequence[Target]) -> str:
     parts = [
         "# Benchmark results",
         f"Run {run['started']} with `{run['command']}` ({run['elapsed_s']:.0f} s).",
-        "## Machine",
-        (
-            f"- CPU: {m['cpu']}; {m['logical_cpus']} logical CPUs ({m['available_cpus']} available); {m['memory_gib']} GiB; "
-            f"Linux {m['kernel']}; Python {m['python']}"
-        ),
-        f"- {versions}; infinity-emb {run.get('infinity_version', '-')} (own venv)",
-        "- Shared machine: other work may run at the same time; compare ratios within this run, not across runs.",
-        "## Workload",
-        (
-            f"- Corpus: {c['texts']} texts from STS-B dev sentences joined to varied lengths (seed {s['seed']}), "
-            f"mean {c['mean_tokens']:.1f} tokens, max {c['max_tokens']}, {c['short_le_32']} of <= 32 tokens, "
-            f"{c['truncated']} cut at max_seq_length {s['max_seq_length']}."
-        ),
-        (
-            f"- Closed-loop aiohttp clients in their own process, one text per request at concurrency {s['concurrency']}, "
-            f"and bulk requests of {s['bulk_size']} texts at concurrency {s['bulk_concurrency']}; each point: "
-            f"{s['warmup_s']} s warm-up, then up to {s['passes']} corpus pass(es) or {s['duration_s']} s, whichever first; "
-            f"`encoding_format` {s['encoding_format']}."
-        ),
-        (
-            f"- A probe in another process GETs each contender's health route every {s['probe_interval_ms']} ms "
-            "(keep-alive) during the measured window; its latency is the event loop's responsiveness."
-        ),
-        (
-            "- RSS and CPU are the server's whole process tree (psutil), RSS the peak over the point; gen CPU is the "
-            "load generator's own, other CPU everything else on the machine (probe, other users: noise) (100 % = one core)."
-        ),
-        "## Offline ceiling (raw ONNX Runtime session, no HTTP)",
-        (
-            f"Model {ceiling.get('model', '-')}, server session options, intra-op threads {ceiling.get('intra_op_threads', '-')}; "
-            f"whole pipeline timed (tokenize, order, pad, run). Single-text latency p50 {fmt(single.get('p50_ms'), 2)} ms, "
-            f"p99 {fmt(single.get('p99_ms'), 2)} ms."
-        ),
-        table(("strategy", "texts/s", "tokens/s", "seconds"), ceiling_rows(ceiling))
-        if ceiling.get("strategies")
-        else f"Ceiling not measured: {ceiling.get('error', 'skipped')}",
-        "## Served",
-        table(SERVED_COLUMNS, served_rows(run)),
-        "Contenders: "
-        + "; ".join(f"**{n}**: {e['description']}" for n, e in run["contenders"].items())
-        + ".",
+        *machine_section(run),
+        *workload_section(run),
+        *ceiling_section(run),
+        *served_section(run),
+        "## Targets",
+        table(("target", "measured", "threshold", "result"), targets_rows(targets)),
     ]
-    skipped = {n: e["skipped"] for n, e in run["contenders"].items() if e.get("skipped")}
-    if skipped:
-        parts += ["Skipped: " + "; ".join(f"**{n}**: {reason}" for n, reason in skipped.items())]
-    parts += ["## Targets", table(("target", "measured", "threshold", "result"), targets_rows(targets))]
     if run.get("notes"):
-        parts += ["## Notes", *[f"- {note}" for note in run["notes"]]]
+        parts += ["## Notes", bullets(run["notes"])]
     parts += ["## Plot", "![throughput and probe latency vs concurrency](plot.png)"]
     return "\n\n".join(parts) + "\n"
 

@@ -203,3 +203,10 @@ def test_soak_verdict_flat_and_growing():
     growing = [(float(t), 500.0 + 3 * t) for t in range(100)]
     verdict = rss_verdict(growing, 0.25, 0.05)
     assert not verdict.flat and verdict.slope_mb_per_min == pytest.approx(180.0)
+
+
+def test_batch_metric_scrape_maths():
+    from benchmarks.scrape import mean_batch
+
+    assert mean_batch((100.0, 10.0), (400.0, 40.0)) == 10.0
+    assert mean_batch(None, (1.0, 1.0)) is None and mean_batch((1.0, 1.0), (1.0, 1.0)) is None
