@@ -2,11 +2,14 @@
 
 Every strategy times the full pipeline a server also pays (tokenize, order, pad, run), with the
 server's own session options, after a warm-up; its throughput is the median over `passes` passes.
+Each runs in two thread layouts on the same cores: the server's (one caller thread per CPU sharing one
+session, one intra-op thread each) and one caller with every CPU as intra-op threads; the best row wins.
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -20,7 +23,6 @@ from benchmarks.onnx_model import (
     load_tokenizer,
     locate,
     pad,
-    server_session_options,
 )
 from benchmarks.stats import summarize
 
@@ -112,12 +114,43 @@ def strategies(params: BatchingParams, arrival_order: bool = True, window: int =
     return chosen
 
 
-def run_batched(encoder: OnnxEncoder, texts: Sequence[str], plan: Planner) -> float:
-    """Seconds to embed every text: tokenize all, plan, pad and run each batch."""
+@dataclass(frozen=True)
+class Layout:
+    callers: int  # threads calling run() on the one session, each taking the next batch
+    intra_op_threads: int
+
+    def label(self) -> str:
+        return f"{self.callers} thread(s) x {self.intra_op_threads} intra-op"
+
+
+def layouts() -> list[Layout]:
+    """The server's default layout first (an inference thread per CPU, intra-op 1), then one caller on all CPUs."""
+    from server.session import available_cpus
+
+    cpus = available_cpus()
+    return list(dict.fromkeys([Layout(cpus, 1), Layout(1, cpus)]))
+
+
+def run_batched(encoder: OnnxEncoder, texts: Sequence[str], plan: Planner, callers: int = 1) -> float:
+    """Seconds to embed every text: tokenize all, plan, then `callers` threads pad and run the batches."""
     start = time.perf_counter()
     encodings = encoder.tokenizer.encode_batch(list(texts))
-    for batch in plan([len(e.ids) for e in encodings]):
-        encoder.run(*pad([encodings[i] for i in batch]))
+    batches = iter(plan([len(e.ids) for e in encodings]))
+    lock = threading.Lock()
+
+    def caller() -> None:
+        while True:
+            with lock:
+                batch = next(batches, None)
+            if batch is None:
+                return
+            encoder.run(*pad([encodings[i] for i in batch]))
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return time.perf_counter() - start
 
 
@@ -140,30 +173,37 @@ def measure(
     arrival_order: bool = True,
     window: int = 64,
 ) -> dict:
-    """Run every strategy; returns throughput per strategy and the single-text latency summary."""
+    """Run every strategy in every layout; returns throughput per row and single-text latency per layout."""
+    from server.session import session_options
+
     files = locate(Path(repository), model)
-    options = server_session_options()
-    encoder = OnnxEncoder(
-        create_session(files.onnx, options), load_tokenizer(files.tokenizer, files.max_seq_length)
-    )
+    tokenizer = load_tokenizer(files.tokenizer, files.max_seq_length)
     total_tokens = sum(tokens)
-    run_batched(encoder, texts[: min(len(texts), 256)], sorted_chunks(32))
-    rows = []
-    for label, plan in strategies(server_batching_params(files.config), arrival_order, window).items():
-        seconds = [run_batched(encoder, texts, plan) for _ in range(passes)]
-        rows.append(_row(label, statistics.median(seconds), len(texts), total_tokens, seconds))
-    single = single_latencies(encoder, texts)
-    rows.append(_row("one text per run", sum(single), len(texts), total_tokens, [sum(single)]))
+    rows, single = [], {}
+    for layout in layouts():
+        encoder = OnnxEncoder(create_session(files.onnx, session_options(layout.intra_op_threads)), tokenizer)
+        run_batched(encoder, texts[: min(len(texts), 256)], sorted_chunks(32), layout.callers)
+        for label, plan in strategies(server_batching_params(files.config), arrival_order, window).items():
+            seconds = [run_batched(encoder, texts, plan, layout.callers) for _ in range(passes)]
+            rows.append(_row(f"{label} [{layout.label()}]", statistics.median(seconds), len(texts), total_tokens,
+                             seconds))
+        latencies = single_latencies(encoder, texts)
+        single[layout.label()] = {**summarize(latencies), "intra_op_threads": layout.intra_op_threads}
+        rows.append(_row(f"one text per run [1 thread(s) x {layout.intra_op_threads} intra-op]", sum(latencies),
+                         len(texts), total_tokens, [sum(latencies)]))
     best = max(rows, key=lambda r: r["texts_per_s"])
+    served = layouts()[0]
     return {
         "model": model,
-        "intra_op_threads": options.intra_op_num_threads,
+        "intra_op_threads": served.intra_op_threads,
+        "layout": served.label(),
         "strategies": rows,
         "best": best["strategy"],
         "best_texts_per_s": best["texts_per_s"],
-        "single_latency": summarize(single),
+        "single_latency": single[served.label()],
+        "single_latency_by_layout": single,
         "window": window,
-        "window_texts_per_s": next(r["texts_per_s"] for r in rows if r["strategy"].startswith(WINDOW_PREFIX)),
+        "window_texts_per_s": max(r["texts_per_s"] for r in rows if r["strategy"].startswith(WINDOW_PREFIX)),
     }
 
 

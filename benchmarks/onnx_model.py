@@ -63,13 +63,6 @@ def load_tokenizer(path: Path, max_seq_length: int, pad_to_longest: bool = False
     return tokenizer
 
 
-def server_session_options():
-    """The server's own session options (intra-op = available CPUs, inter-op 1, sequential, ENABLE_ALL)."""
-    from server.session import session_options
-
-    return session_options(0)
-
-
 def create_session(path: Path, options=None):
     import onnxruntime as ort
 

@@ -186,14 +186,19 @@ def ceiling_section(run: dict) -> list[str]:
     ceiling = run.get("ceiling") or {}
     if not ceiling.get("strategies"):
         return ["## Offline ceiling", f"Not measured: {ceiling.get('error', 'skipped')}"]
-    single = ceiling["single_latency"]
+    layout = ceiling.get("layout") or f"1 thread(s) x {ceiling.get('intra_op_threads')} intra-op"
+    by_layout = ceiling.get("single_latency_by_layout") or {layout: ceiling["single_latency"]}
+    singles = "; ".join(
+        f"{name}: p50 {fmt(s['p50_ms'], 2)} ms, p99 {fmt(s['p99_ms'], 2)} ms" for name, s in by_layout.items()
+    )
     return [
         "## Offline ceiling (raw ONNX Runtime session, no HTTP)",
         (
-            f"Model {ceiling['model']}, the server's session options (intra-op threads "
-            f"{ceiling['intra_op_threads']}, inter-op 1, sequential, ORT_ENABLE_ALL), measured "
-            f"{ceiling.get('measured', 'at the start of the run')}; the whole pipeline is timed (tokenize, order, pad, run), median of passes. Single text, one "
-            f"per run: p50 {fmt(single['p50_ms'], 2)} ms, p99 {fmt(single['p99_ms'], 2)} ms."
+            f"Model {ceiling['model']}, the server's session options (inter-op 1, sequential, ORT_ENABLE_ALL), "
+            f"every strategy in each thread layout on the same cores (the server's: {layout}), measured "
+            f"{ceiling.get('measured', 'at the start of the run')}; the whole pipeline is timed (tokenize, order, "
+            f"pad, run), median of passes. Single text, one per run ({singles}); the c=1 target compares with "
+            "the server's layout."
         ),
         table(("strategy", "texts/s", "tokens/s", "seconds"), ceiling_rows(ceiling)),
     ]

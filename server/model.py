@@ -1,4 +1,4 @@
-"""A served model: its tokenizer, its queue and one inference thread per instance, loaded eagerly."""
+"""A served model: its tokenizer, its queue and inference threads (sharing a session per instance), loaded eagerly."""
 
 from __future__ import annotations
 
@@ -16,17 +16,18 @@ from . import repository as repo
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .scheduler import Job, JobResult, WorkQueue
-from .session import SessionSpec, available_cpus, create_session
+from .session import SessionSpec, available_cpus, create_session, release_freed_memory
 from .statistics import ModelStatistics
 from .tokenizer import TextTokenizer, Tokenized
-from .worker import BatchObserver, BatchPolicy, InferenceWorker
+from .dispatch import BatchDispatcher, BatchPolicy
+from .worker import BatchObserver, InferenceWorker
 
 log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "sentence_embedding"
 # Requests with more characters than this are tokenized off the event loop.
 INLINE_TOKENIZE_CHARS = 4096
-DEFAULT_MAX_BATCH_TOKENS = 8192
+DEFAULT_MAX_BATCH_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,12 @@ def _instance_specs(entry: repo.ModelEntry, config: ServerConfig) -> list[Sessio
         path = gpu_model_path(entry) if gpu else entry.onnx_path
         for device_id in (list(group.gpus) or [0]) if gpu else [0]:
             specs += [(path, "gpu" if gpu else "cpu", device_id)] * count
-    cpu_instances = sum(1 for _, device, _ in specs if device == "cpu")
-    threads = config.intra_op_threads or max(1, available_cpus() // max(1, cpu_instances))
-    return [SessionSpec(path, device, device_id, threads if device == "cpu" else 1, config.ort_spinning,
-                        tuple(cuda_options.items()))
+    cpu_instances = max(1, sum(1 for _, device, _ in specs if device == "cpu"))
+    runners = config.inference_threads or max(1, available_cpus() // cpu_instances)
+    intra_op = config.intra_op_threads or max(1, available_cpus() // (cpu_instances * runners))
+    return [SessionSpec(path, device, device_id, intra_op if device == "cpu" else 1, config.ort_spinning,
+                        tuple(cuda_options.items()), config.inference_niceness, config.cpu_memory_arena,
+                        runners if device == "cpu" else 1)
             for path, device, device_id in specs]
 
 
@@ -108,7 +111,7 @@ class ServedModel:
         self,
         info: ModelInfo,
         tokenizer: TextTokenizer,
-        queue: WorkQueue,
+        dispatcher: BatchDispatcher,
         workers: list[InferenceWorker],
         stats: ModelStatistics,
         config: ServerConfig,
@@ -118,7 +121,8 @@ class ServedModel:
         self.tokenizer = tokenizer
         self.entry = entry
         self.stats = stats
-        self._queue = queue
+        self._dispatcher = dispatcher
+        self._queue = dispatcher.queue
         self._workers = workers
         self._config = config
         self._tokenize_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tokenize-{info.name}")
@@ -139,8 +143,8 @@ class ServedModel:
             raise repo.RepositoryError(f"{entry.name}: config.pbtxt lacks parameter {repo.PARAM_MAX_SEQ_LENGTH}")
         tokenizer = TextTokenizer(entry.tokenizer_path, max_seq_length, truncate=config.truncate)
         policy, queue_size = _policy(entry, config)
-        queue = WorkQueue(queue_size)
         stats = ModelStatistics(entry.name, entry.version)
+        dispatcher = BatchDispatcher(WorkQueue(queue_size), policy, stats)
         specs = _instance_specs(entry, config)
         workers: list[InferenceWorker] = []
         dimension = 0
@@ -152,11 +156,15 @@ class ServedModel:
                 raise repo.RepositoryError(
                     f"{entry.onnx_path}: expected inputs input_ids/attention_mask and output {OUTPUT_NAME}, "
                     f"found inputs {input_names} and outputs {list(outputs)}")
-            worker = InferenceWorker(
-                f"infer-{entry.name}-{index}", session, input_names, OUTPUT_NAME, tokenizer.pad_id, queue, policy,
-                stats, on_batch(entry.name), lambda exc, name=entry.name: on_fatal(name, exc))
-            dimension = _warm_up(worker, tokenizer, policy)
-            workers.append(worker)
+            instance = [
+                InferenceWorker(
+                    f"infer-{entry.name}-{index}.{thread}", session, input_names, OUTPUT_NAME, tokenizer.pad_id,
+                    dispatcher, stats, on_batch(entry.name), lambda exc, name=entry.name: on_fatal(name, exc),
+                    spec.niceness)
+                for thread in range(spec.inference_threads)
+            ]
+            dimension = _warm_up(instance[0], tokenizer, policy)
+            workers += instance
         info = ModelInfo(
             name=entry.name, version=entry.version, dimension=dimension, max_seq_length=max_seq_length,
             pooling=entry.parameter(repo.PARAM_POOLING, "unknown") or "unknown",
@@ -166,11 +174,12 @@ class ServedModel:
             max_batch_size=policy.max_batch_size, max_batch_tokens=policy.max_batch_tokens,
             max_queue_size=queue_size, device=specs[0].device,
         )
+        release_freed_memory()
         for worker in workers:
             worker.start()
         log.info("model %s v%d ready: %d instance(s) on %s, dim %d, warm-up and load %.1fs", info.name,
                  info.version, len(workers), info.device, dimension, time.monotonic() - started)
-        return cls(info, tokenizer, queue, workers, stats, config, entry)
+        return cls(info, tokenizer, dispatcher, workers, stats, config, entry)
 
     @property
     def healthy(self) -> bool:
@@ -213,7 +222,8 @@ class ServedModel:
 
     def fail_pending(self, error: BaseException) -> None:
         self.broken = error
-        self._queue.fail_all(ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
+        self._dispatcher.fail_all(
+            ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Finish queued work, then end the threads."""
@@ -222,7 +232,7 @@ class ServedModel:
         deadline = time.monotonic() + timeout_s
         for worker in self._workers:
             await loop.run_in_executor(None, worker.join, max(0.0, deadline - time.monotonic()))
-        self._queue.fail_all(ServerError(ErrorKind.UNAVAILABLE, "the model was unloaded", retry_after_s=1))
+        self._dispatcher.fail_all(ServerError(ErrorKind.UNAVAILABLE, "the model was unloaded", retry_after_s=1))
         self._tokenize_pool.shutdown(wait=False)
 
 

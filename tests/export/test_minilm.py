@@ -107,7 +107,7 @@ def expected_config(name: str, precision: str) -> ModelConfig:
         "max_seq_length": "256",
         "dimension": "384",
         "precision": precision,
-        "max_batch_tokens": "8192",
+        "max_batch_tokens": "2048",
     }
     for key, value in parameters.items():
         config.parameters[key].string_value = value

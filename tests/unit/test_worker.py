@@ -1,6 +1,7 @@
 """The inference thread with a fake session: grouping, fan-out, a failing batch, cancellation, deadlines."""
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 from server.errors import ErrorKind, ServerError
 from server.scheduler import Job, WorkQueue
 from server.statistics import ModelStatistics
-from server.worker import BatchPolicy, InferenceWorker
+from server.dispatch import BatchDispatcher, BatchPolicy
+from server.worker import InferenceWorker
 
 MARKER = 999
 
@@ -36,8 +38,9 @@ def rig():
     queue = WorkQueue(0)
     stats = ModelStatistics("fake", 1)
     fatal = []
-    worker = InferenceWorker("infer-test", session, ["input_ids", "attention_mask"], "out", 0, queue,
-                             BatchPolicy(8, 1024, 0.0, 4), stats, lambda *a: None, fatal.append)
+    dispatcher = BatchDispatcher(queue, BatchPolicy(8, 1024, 0.0, 4), stats)
+    worker = InferenceWorker("infer-test", session, ["input_ids", "attention_mask"], "out", 0, dispatcher, stats,
+                             lambda *a: None, fatal.append)
     yield session, queue, stats, worker, fatal
     queue.close()
     worker.join(5)
@@ -122,10 +125,10 @@ async def test_a_dying_thread_reports_itself(rig):
     class Boom(BaseException):
         pass
 
-    def explode(jobs):
+    def explode(batch):
         raise Boom()
 
-    worker._run_round = explode
+    worker._run_batch = explode
     loop = asyncio.get_running_loop()
     held = job(loop, [1])
     queue.put(held)
@@ -135,3 +138,59 @@ async def test_a_dying_thread_reports_itself(rig):
     with pytest.raises(ServerError) as info:  # the job it held is answered, not left waiting
         await asyncio.wait_for(held.future, 5)
     assert info.value.kind is ErrorKind.UNAVAILABLE
+
+
+async def test_threads_sharing_a_dispatcher_split_one_round_and_assemble_each_request():
+    session = FakeSession(delay_s=0.05)
+    threads_seen = set()
+    run = session.run
+
+    def run_and_note(output_names, feeds):
+        threads_seen.add(threading.current_thread().name)
+        return run(output_names, feeds)
+
+    session.run = run_and_note
+    queue, stats = WorkQueue(0), ModelStatistics("fake", 1)
+    dispatcher = BatchDispatcher(queue, BatchPolicy(4, 1024, 0.0, 0), stats)
+    workers = [InferenceWorker(f"infer-test.{k}", session, ["input_ids", "attention_mask"], "out", 0, dispatcher,
+                               stats, lambda *a: None, lambda exc: None) for k in range(2)]
+    loop = asyncio.get_running_loop()
+    sequences = [[k + 1] * (k + 1) for k in range(16)]  # one request, four batches of four
+    j = job(loop, *sequences)
+    queue.put(j)
+    for worker in workers:
+        worker.start()
+    result = await asyncio.wait_for(j.future, 5)
+    assert result.embeddings[:, 1].tolist() == [len(s) for s in sequences]
+    assert result.embeddings[:, 0].tolist() == [sum(s) for s in sequences]
+    assert threads_seen == {"infer-test.0", "infer-test.1"}
+    assert stats.success.count == 1 and stats.inference_count == 16
+    queue.close()
+    for worker in workers:
+        worker.join(5)
+        assert not worker.is_alive()
+
+
+async def test_fail_all_answers_planned_batches_while_a_thread_waits_on_the_queue():
+    gate = threading.Event()
+    session = FakeSession()
+    run = session.run
+    session.run = lambda names, feeds: (gate.wait(5), run(names, feeds))[1]
+    queue, stats = WorkQueue(0), ModelStatistics("fake", 1)
+    dispatcher = BatchDispatcher(queue, BatchPolicy(1, 1024, 0.0, 0), stats)
+    worker = InferenceWorker("infer-test", session, ["input_ids", "attention_mask"], "out", 0, dispatcher, stats,
+                             lambda *a: None, lambda exc: None)
+    loop = asyncio.get_running_loop()
+    first, second = job(loop, [1]), job(loop, [2, 2])  # max_batch_size 1: two batches, one held, one planned
+    queue.put(first)
+    queue.put(second)
+    worker.start()
+    await asyncio.sleep(0.2)
+    dispatcher.fail_all(ServerError(ErrorKind.UNAVAILABLE, "stopping"))
+    with pytest.raises(ServerError):
+        await asyncio.wait_for(second.future, 5)
+    gate.set()
+    assert (await asyncio.wait_for(first.future, 5)).embeddings[0, 0] == 1
+    queue.close()
+    worker.join(5)
+    assert not worker.is_alive()

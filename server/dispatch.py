@@ -1,0 +1,118 @@
+"""Batches for a model's inference threads: whole requests taken from the queue, planned once, handed out one by one.
+
+Every inference thread of a model asks the same dispatcher for its next batch, so the batches planned from one
+round of queued requests run on as many threads as are free. The dispatcher also holds the lock under which
+threads write results into requests that several of them may be filling at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from .batching import plan_batches
+from .errors import ErrorKind, ServerError
+from .scheduler import Job, WorkQueue
+from .statistics import ModelStatistics
+
+Item = tuple[Job, int]  # a request and the index of one of its texts
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int
+    max_batch_tokens: int
+    max_queue_delay_s: float
+    batch_overhead_tokens: int
+
+    @property
+    def round_items(self) -> int:
+        """Texts taken from the queue per planning round: enough to group by length, few enough to stay fair."""
+        return self.max_batch_size * 8
+
+
+class BatchDispatcher:
+    def __init__(self, queue: WorkQueue, policy: BatchPolicy, stats: ModelStatistics) -> None:
+        self.queue = queue
+        self.policy = policy
+        self.results_lock = threading.Lock()
+        self._stats = stats
+        self._cond = threading.Condition()
+        self._planned: deque[list[Item]] = deque()
+        self._taking = False  # one thread at a time waits on the queue; the others wait for its plan
+        self._drained = False
+
+    def next_batch(self) -> list[Item] | None:
+        """Block until there is a batch to run; None once the queue is closed and every batch is handed out.
+
+        Requests that were cancelled, or whose deadline passed before computing started, drop out here.
+        """
+        while True:
+            with self._cond:
+                while self._taking and not self._planned:
+                    self._cond.wait()
+                if self._planned:
+                    chosen = [item for item in self._planned.popleft() if self._still_wanted(item[0])]
+                    if chosen:
+                        now = time.perf_counter_ns()
+                        for job, _ in chosen:
+                            job.started_ns = job.started_ns or now
+                        return chosen
+                    continue
+                if self._drained:
+                    return None
+                self._taking = True
+            self._take_and_plan()
+
+    def _take_and_plan(self) -> None:
+        batches: list[list[Item]] = []
+        drained, jobs = False, None
+        try:
+            jobs = self.queue.take(self.policy.round_items, self.policy.max_queue_delay_s)
+            drained = jobs is None
+            batches = [] if jobs is None else self._plan(jobs)
+        except BaseException:
+            for job in jobs or []:
+                job.fail(ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
+            raise
+        finally:
+            with self._cond:
+                self._taking = False
+                self._drained = self._drained or drained
+                self._planned.extend(batches)
+                self._cond.notify_all()
+
+    def _plan(self, jobs: list[Job]) -> list[list[Item]]:
+        with self._cond:
+            live = [job for job in jobs if self._still_wanted(job)]
+        items = [(job, index) for job in live for index in range(len(job.sequences))]
+        plan = plan_batches(
+            [len(job.sequences[index]) for job, index in items],
+            max_batch_size=self.policy.max_batch_size,
+            max_batch_tokens=self.policy.max_batch_tokens,
+            batch_overhead_tokens=self.policy.batch_overhead_tokens,
+        )
+        return [[items[k] for k in batch] for batch in plan]
+
+    def _still_wanted(self, job: Job) -> bool:
+        """Called with the lock held, so a request split over batches is failed and counted once."""
+        if job.abandoned:
+            return False
+        if job.expired(time.monotonic()):
+            self._stats.record_failure(time.perf_counter_ns() - job.enqueued_ns)
+            job.fail(ServerError(ErrorKind.TIMEOUT, "Request timeout expired before computing started",
+                                 retry_after_s=1))
+            return False
+        return True
+
+    def fail_all(self, error: BaseException) -> None:
+        """Answer every request still queued or planned with `error`."""
+        with self._cond:
+            planned = [job for batch in self._planned for job, _ in batch]
+            self._planned.clear()
+        for job in dict.fromkeys(planned):
+            if not job.settled:
+                job.fail(error)
+        self.queue.fail_all(error)
