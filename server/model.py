@@ -122,7 +122,6 @@ class ServedModel:
         self.entry = entry
         self.stats = stats
         self._dispatcher = dispatcher
-        self._queue = dispatcher.queue
         self._workers = workers
         self._config = config
         self._tokenize_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tokenize-{info.name}")
@@ -207,12 +206,12 @@ class ServedModel:
         deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
         job = Job(tokenized.sequences, loop, loop.create_future(), deadline)
         try:
-            self._queue.put(job)
+            self._dispatcher.queue.put(job)
         except ServerError:
             self.stats.record_failure(0)
             raise
         self.stats.change_pending(1)
-        job.future.add_done_callback(lambda f: f.cancelled() and self._queue.discard(job))
+        job.future.add_done_callback(lambda f: f.cancelled() and self._dispatcher.queue.discard(job))
         try:
             result: JobResult = await job.future
         finally:
@@ -227,7 +226,7 @@ class ServedModel:
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Finish queued work, then end the threads."""
-        self._queue.close()
+        self._dispatcher.queue.close()
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout_s
         for worker in self._workers:
