@@ -210,3 +210,29 @@ def test_batch_metric_scrape_maths():
 
     assert mean_batch((100.0, 10.0), (400.0, 40.0)) == 10.0
     assert mean_batch(None, (1.0, 1.0)) is None and mean_batch((1.0, 1.0), (1.0, 1.0)) is None
+
+
+def test_ceiling_runs_every_batch_once_whatever_the_number_of_callers():
+    import threading
+    from types import SimpleNamespace
+
+    from benchmarks import ceiling
+
+    class Encoder:
+        def __init__(self):
+            self.rows, self.threads = [], set()
+            self.tokenizer = SimpleNamespace(
+                encode_batch=lambda texts: [SimpleNamespace(ids=[1] * len(t.split())) for t in texts]
+            )
+
+        def run(self, ids, mask):
+            self.threads.add(threading.current_thread().name)
+            self.rows += mask.sum(axis=1).tolist()
+
+    texts = [" ".join(["w"] * (1 + k % 9)) for k in range(100)]
+    for callers in (1, 2):
+        encoder = Encoder()
+        ceiling.run_batched(encoder, texts, ceiling.sorted_chunks(8), callers)
+        assert sorted(encoder.rows) == sorted(1 + k % 9 for k in range(100))
+        assert len(encoder.threads) <= callers
+    assert [(layout.callers, layout.intra_op_threads) for layout in ceiling.layouts()][0][1] == 1
