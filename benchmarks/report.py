@@ -163,14 +163,16 @@ def workload_section(run: dict) -> list[str]:
                     f"{c['truncated']} cut at max_seq_length {s['max_seq_length']}."
                 ),
                 (
-                    f"Closed-loop aiohttp clients in their own process, one text per request at concurrency "
+                    f"Closed-loop keep-alive HTTP/1.1 clients (a lean asyncio client, prebuilt requests, every reply parsed "
+                    f"and its embeddings counted) in their own process, one text per request at concurrency "
                     f"{', '.join(map(str, s['concurrency']))}, and bulk requests of {s['bulk_size']} texts at concurrency "
                     f"{s['bulk_concurrency']}; each point: {s['warmup_s']} s warm-up, then up to {s['passes']} corpus "
                     f"pass(es) or {s['duration_s']} s, whichever first; `encoding_format` {s['encoding_format']}."
                 ),
                 (
                     f"A probe in another process GETs each contender's health route every {s['probe_interval_ms']} ms "
-                    "(keep-alive) during the measured window: the event loop's responsiveness."
+                    "(keep-alive) during the measured window, at a raised scheduling priority (nice -10 where permitted) so "
+                    "that its own wake-ups are not what it measures: the event loop's responsiveness."
                 ),
                 (
                     "RSS and server CPU cover the server's whole process tree (psutil), RSS the peak over the point; gen "

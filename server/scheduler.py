@@ -2,7 +2,8 @@
 
 Ownership: `WorkQueue.put` takes a Job from the event loop; from then on only an inference thread
 touches the job's worker-side fields, and the result or error goes back to the loop with
-`loop.call_soon_threadsafe`. A job whose future is done (the client went away, or it already
+`loop.call_soon_threadsafe`, one call per finished batch (`deliver`): each call wakes the loop and hands the
+GIL back and forth, which costs inference time when done per request. A job whose future is done (the client went away, or it already
 failed) is dropped before it costs compute.
 """
 
@@ -51,16 +52,34 @@ class Job:
     def expired(self, now: float) -> bool:
         return self.deadline is not None and not self.started_ns and now > self.deadline
 
-    def resolve(self) -> None:
+    def resolve(self) -> Outcome:
+        """Mark the job settled with its output; the outcome reaches the loop through `deliver`."""
         assert self.output is not None
         self.settled = True
         compute = self.compute_input_ns + self.compute_infer_ns + self.compute_output_ns
-        result = JobResult(self.output, self.started_ns - self.enqueued_ns, compute)
-        self.loop.call_soon_threadsafe(_settle, self.future, result, None)
+        return self.loop, self.future, JobResult(self.output, self.started_ns - self.enqueued_ns, compute)
 
     def fail(self, error: BaseException) -> None:
         self.settled = True
         self.loop.call_soon_threadsafe(_settle, self.future, None, error)
+
+
+Outcome = tuple[asyncio.AbstractEventLoop, "asyncio.Future[JobResult]", JobResult]
+
+
+def deliver(outcomes: list[Outcome]) -> None:
+    """Set the futures of finished jobs with one `call_soon_threadsafe` per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[JobResult], JobResult]]] = {}
+    for loop, future, result in outcomes:
+        by_loop.setdefault(loop, []).append((future, result))
+    for loop, settled in by_loop.items():
+        loop.call_soon_threadsafe(_settle_all, settled)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[JobResult], JobResult]]) -> None:
+    for future, result in settled:
+        if not future.done():
+            future.set_result(result)
 
 
 def _settle(future: asyncio.Future[JobResult], result: JobResult | None, error: BaseException | None) -> None:

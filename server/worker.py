@@ -12,6 +12,7 @@ import numpy as np
 
 from .dispatch import BatchDispatcher, Item
 from .errors import ErrorKind, ServerError
+from .scheduler import deliver
 from .session import lower_thread_priority
 from .statistics import ModelStatistics
 
@@ -104,6 +105,7 @@ class InferenceWorker:
                 job.compute_input_ns += fed - start
                 job.compute_infer_ns += ran - fed
                 job.compute_output_ns += done - ran
+            finished = []
             for job, _ in items:
                 job.remaining -= 1
                 if job.remaining == 0 and not job.settled:
@@ -111,7 +113,8 @@ class InferenceWorker:
                         done - job.enqueued_ns, job.started_ns - job.enqueued_ns,
                         job.compute_input_ns, job.compute_infer_ns, job.compute_output_ns,
                     )
-                    job.resolve()
+                    finished.append(job.resolve())
+        deliver(finished)
         self._on_batch(len(items), int(feeds["attention_mask"].sum()), feeds["attention_mask"].size)
 
     def _feeds(self, sequences: list[np.ndarray]) -> dict[str, np.ndarray]:
