@@ -194,3 +194,19 @@ async def test_fail_all_answers_planned_batches_while_a_thread_waits_on_the_queu
     queue.close()
     worker.join(5)
     assert not worker.is_alive()
+
+
+async def test_a_batch_wakes_the_loop_once_for_all_of_its_requests(rig, monkeypatch):
+    session, queue, stats, worker, _ = rig
+    loop = asyncio.get_running_loop()
+    wake_ups = []
+    original = loop.call_soon_threadsafe
+    monkeypatch.setattr(loop, "call_soon_threadsafe", lambda *args: (wake_ups.append(args[0]), original(*args))[1])
+    jobs = [job(loop, [i + 1] * 4) for i in range(6)]  # same length: one batch of six requests
+    for j in jobs:
+        queue.put(j)
+    worker.start()
+    results = await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs)), 5)
+    assert [r.embeddings[0, 0] for r in results] == [4 * (i + 1) for i in range(6)]
+    assert len(session.batches) == 1 and len(wake_ups) == 1
+    assert stats.success.count == 6
