@@ -1,4 +1,5 @@
-"""The load: closed-loop keep-alive HTTP/1.1 clients (benchmarks.http1) in their own process, and a 20 ms health probe in another.
+"""The load: closed-loop keep-alive HTTP/1.1 clients (benchmarks.http1) in their own process, and a 20 ms
+health probe in another.
 
 Neither shares a GIL with the orchestrator or with each other. The generator warms up, then sets
 `started`, runs the measured window (bounded by request count and time), sets `stopped`; the probe

@@ -2,9 +2,9 @@
 
 Ownership: `WorkQueue.put` takes a Job from the event loop; from then on only an inference thread
 touches the job's worker-side fields, and the result or error goes back to the loop with
-`loop.call_soon_threadsafe`, one call per finished batch (`deliver`): each call wakes the loop and hands the
-GIL back and forth, which costs inference time when done per request. A job whose future is done (the client went away, or it already
-failed) is dropped before it costs compute.
+`loop.call_soon_threadsafe`, once per finished batch (`deliver`): every call wakes the loop and makes the
+inference thread drop and retake the GIL, which per request cost measurable inference time. A job whose
+future is done (the client went away, or it already failed) is dropped before it costs compute.
 """
 
 from __future__ import annotations
