@@ -30,8 +30,8 @@ def plan_batches(
     if max_batch_size < 1 or max_batch_tokens < 1:
         raise ValueError("max_batch_size and max_batch_tokens must be >= 1")
     n = len(lengths)
-    if n == 0:
-        return []
+    if n <= 1:
+        return [[0]] if n else []
     order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
     sorted_len = np.asarray(lengths, dtype=np.int64)[order]
     cuts = _least_padding_cuts(sorted_len, max_batch_size, max_batch_tokens, batch_overhead_tokens)

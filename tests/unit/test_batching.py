@@ -56,5 +56,6 @@ def test_batch_items_come_out_in_ascending_length():
 
 def test_empty_and_bad_arguments():
     assert plan([]) == []
+    assert plan([9000], tokens=512) == [[0]]  # a lone text runs alone, whatever its length
     with pytest.raises(ValueError):
         plan([1], size=0)
