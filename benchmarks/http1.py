@@ -77,10 +77,14 @@ class _Reply:
             size = int(bytes(buffer[position:line_end]).split(b";")[0], 16)
             start = line_end + 2
             if size == 0:
-                trailer_end = buffer.find(b"\r\n", start)
-                if trailer_end < 0:
-                    return None
-                del buffer[: trailer_end + 2]
+                if buffer[start : start + 2] == b"\r\n":
+                    end = start + 2
+                else:  # trailer fields, ended by an empty line
+                    end = buffer.find(b"\r\n\r\n", start)
+                    if end < 0:
+                        return None
+                    end += 4
+                del buffer[:end]
                 return bytes(body)
             if len(buffer) < start + size + 2:
                 return None

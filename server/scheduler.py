@@ -78,8 +78,7 @@ def deliver(outcomes: list[Outcome]) -> None:
 
 def _settle_all(settled: list[tuple[asyncio.Future[JobResult], JobResult]]) -> None:
     for future, result in settled:
-        if not future.done():
-            future.set_result(result)
+        _settle(future, result, None)
 
 
 def _settle(future: asyncio.Future[JobResult], result: JobResult | None, error: BaseException | None) -> None:
