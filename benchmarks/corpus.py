@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TSV = REPO_ROOT.parent / "shared" / "data" / "stsb" / "sts-dev.tsv"
+DEFAULT_TSV = REPO_ROOT / "data" / "stsb" / "sts-dev.tsv"
 DEFAULT_SIZE = 2000
 DEFAULT_SEED = 20240611
 

@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sts-data",
         type=Path,
-        help="STS-B test TSV for the int8 gate (default: ../shared/data/stsb/sts-test.tsv)",
+        help="STS-B test TSV for the int8 gate (default: data/stsb/sts-test.tsv of this repository)",
     )
     p.add_argument("--verbose", action="store_true", help="also show the libraries' own log output")
     return p

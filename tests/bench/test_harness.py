@@ -38,7 +38,7 @@ def test_read_sentences_splits_on_tabs_only(tmp_path):
 
 def test_real_corpus_is_stable_when_the_data_is_here():
     if not corpus.DEFAULT_TSV.is_file():
-        pytest.skip("shared STS-B data not present")
+        pytest.fail("the STS-B dev split must ship in data/stsb")
     sentences = corpus.read_sentences()
     assert corpus.build_texts(sentences, 50) == corpus.build_texts(sentences, 50)
 
