@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine with python3 (3.11+) and pip:
 #   make serve   create .venv, install what serving and exporting need, export the default model if missing,
 #                serve on 127.0.0.1:8000
-#   make test    add the test tools and run the whole test suite (what CI runs: .ci/run)
+#   make test    add the test tools (and the benchmark harness the tests import), run the whole test suite
+#                (what CI runs: .ci/run)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

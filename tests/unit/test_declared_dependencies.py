@@ -1,7 +1,7 @@
 """Every third-party package the code imports is declared in the install set of the part that imports it.
 
 server/ may use the runtime set (+ ONNX Runtime), export/ adds `export`, tests/ add `test`, benchmarks/ add
-`bench`. A package that only arrives as someone else's dependency can vanish with that dependency's next
+`bench`; a part's set also covers the first-party code it imports (the tests import the benchmark harness). A package that only arrives as someone else's dependency can vanish with that dependency's next
 release, so it must be named here too.
 """
 
@@ -44,8 +44,8 @@ def declared(extras: tuple[str, ...]) -> set[str]:
     return names
 
 
-def imported_modules(part: str) -> dict[str, str]:
-    """Top-level third-party modules imported anywhere under ROOT/part -> a file that imports it."""
+def imported_modules(part: str, first_party: bool = False) -> dict[str, str]:
+    """Top-level third-party (or first-party) modules imported anywhere under ROOT/part -> a file that imports it."""
     found = {}
     for path in (ROOT / part).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -57,7 +57,8 @@ def imported_modules(part: str) -> dict[str, str]:
                 continue
             for module in modules:
                 top = module.split(".")[0]
-                if top not in sys.stdlib_module_names and top not in FIRST_PARTY and top != "__future__":
+                third_party = top not in sys.stdlib_module_names and top not in FIRST_PARTY and top != "__future__"
+                if (top in FIRST_PARTY) if first_party else third_party:
                     found.setdefault(top, str(path.relative_to(ROOT)))
     return found
 
@@ -65,11 +66,23 @@ def imported_modules(part: str) -> dict[str, str]:
 DISTRIBUTIONS = importlib.metadata.packages_distributions()
 
 
+def reachable_parts(part: str) -> list[str]:
+    """part and the first-party parts it imports, directly or through them."""
+    seen, todo = [], [part]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.append(current)
+            todo += [p for p in imported_modules(current, first_party=True) if p in PARTS]
+    return seen
+
+
 @pytest.mark.parametrize("part", sorted(PARTS))
 def test_every_imported_package_is_declared(part):
     allowed = declared(PARTS[part])
     undeclared = {}
-    for module, where in imported_modules(part).items():
+    imports = {m: w for p in reachable_parts(part) for m, w in imported_modules(p).items()}
+    for module, where in imports.items():
         # A module not installed here (bench tools under `make test`) is named like its distribution.
         providers = {canonical(d) for d in DISTRIBUTIONS.get(module, [module])}
         if not providers & allowed:
@@ -80,4 +93,5 @@ def test_every_imported_package_is_declared(part):
 def test_the_check_sees_a_missing_declaration():
     assert "requests" in declared(("test",)) and "requests" not in declared(("export",))
     assert "huggingface-hub" in declared(("export",)) and "torch" in declared(("test",))
-    assert "fastapi" not in declared(("test",))
+    assert "fastapi" not in declared(("export",)) and "fastapi" in declared(("bench",))
+    assert set(reachable_parts("tests")) == set(PARTS) and reachable_parts("server") == ["server"]
