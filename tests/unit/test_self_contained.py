@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Built from parts so that this file does not name such a path itself.
 SHARED_PATH = re.compile(r"(?<![\w.-])(?:\.\./|/)?" + "shared" + r"/")
-# Files that explain the rule may name the folder (none does today).
-EXPLAINS_THE_RULE: frozenset[str] = frozenset()
+# Files that explain the rule may name the folder: this one, in its docstring and its examples.
+EXPLAINS_THE_RULE = frozenset({str(Path(__file__).resolve().relative_to(ROOT))})
 SKIPPED_DIRS = {".git", ".venv", "models", "__pycache__", ".pytest_cache", "build", "dist"}
 
 
