@@ -1,7 +1,7 @@
 # onnx-embedding-server image: one Dockerfile, two flavours.
 #
-#   GPU (default): docker build -t oes:gpu --build-context sts-data=../shared/data/stsb .
-#   CPU:           docker build -t oes:cpu --build-arg DEVICE=cpu --build-context sts-data=../shared/data/stsb .
+#   GPU (default): docker build -t oes:gpu --build-context sts-data=data/stsb .
+#   CPU:           docker build -t oes:cpu --build-arg DEVICE=cpu --build-context sts-data=data/stsb .
 #   Other model:   ... --build-arg MODEL=sentence-transformers/all-mpnet-base-v2 --build-arg MODEL_NAME=all-mpnet-base-v2
 #   Run:           docker run --gpus all -p 8000:8000 --stop-timeout 45 oes:gpu
 # (BuildKit required. The sts-data context enables the int8 variant, which the export gates on STS-B.)
@@ -28,7 +28,7 @@ ARG CUDA_IMAGE=nvidia/cuda:13.1.1-cudnn-runtime-ubuntu24.04
 # ---------------------------------------------------------------------------------------------------------
 # STS-B test split for the export's int8 quality gate (int8 is published only if its STS-B Spearman stays
 # within the allowed drop of fp32). Empty unless given as a named build context (BuildKit):
-#   docker build --build-context sts-data=../shared/data/stsb .
+#   docker build --build-context sts-data=data/stsb .
 # Without it the default precisions leave int8 out (fp32 [+ fp16]); an explicit PRECISIONS with int8 fails.
 FROM scratch AS sts-data
 
