@@ -205,6 +205,8 @@ def _triton(setup: Setup, files: ModelFiles) -> Contender:
         "{port2}",
         "--metrics-port",
         "{port3}",
+        "--workspace",
+        str(setup.work_dir / "pytriton-workspace"),
     )
     return Contender(
         "triton",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--grpc-port", type=int, required=True)
     parser.add_argument("--metrics-port", type=int, required=True)
+    parser.add_argument("--workspace", type=Path, default=None, help="PyTriton's workspace (default: its own)")
     return parser.parse_args(argv)
 
 
@@ -72,7 +74,12 @@ def infer_function(model_dir: Path, intra_op_threads: int):
     return infer
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; both leave through PyTriton's own shutdown (server, stubs, shared memory)."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
@@ -86,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics_port=args.metrics_port,
     )
     functions = [infer_function(args.model_dir, args.intra_op_threads) for _ in range(args.instances)]
-    with Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=RESTRICTED)) as triton:
+    signal.signal(signal.SIGTERM, _interrupt)
+    security = TritonSecurityConfig(restricted_endpoints=RESTRICTED)
+    with Triton(config=config, workspace=args.workspace, security_config=security) as triton:
         triton.bind(
             model_name=args.name,
             infer_func=functions,
