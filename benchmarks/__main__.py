@@ -192,7 +192,12 @@ def run_point(running, spec: LoadSpec, args: argparse.Namespace) -> dict:
 
 
 def run_contender(contender: Contender, corpus: Corpus, args: argparse.Namespace, log_dir: Path) -> dict:
-    entry = {"description": contender.description, "group": contender.group, "model": contender.model, "points": []}
+    entry = {
+        "description": contender.description,
+        "group": contender.group,
+        "model": contender.model,
+        "points": [],
+    }
     with started(contender, log_dir) as running:
         entry["idle_rss_mb"] = rss_bytes(running.process.pid) / MB
         for concurrency, batch in loads(args):

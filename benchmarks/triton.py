@@ -45,17 +45,21 @@ def environment(interpreter: Path) -> dict[str, str]:
     """Offline, with the venv interpreter's own libpython first on the library path."""
     result = _run([str(interpreter), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"], 60)
     if result.returncode != 0 or not result.stdout.strip():
-        raise TritonUnavailable(f"cannot find the lib folder of {interpreter}: {result.stderr.strip()[-400:]}")
+        reason = result.stderr.strip()[-400:]
+        raise TritonUnavailable(f"cannot find the lib folder of {interpreter}: {reason}")
     library_path = [result.stdout.strip(), *filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(":"))]
     return {"LD_LIBRARY_PATH": ":".join(library_path), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _imports(interpreter: Path) -> bool:
-    return interpreter.exists() and _run([str(interpreter), "-c", "import pytriton.triton"], 120).returncode == 0
+    if not interpreter.exists():
+        return False
+    return _run([str(interpreter), "-c", "import pytriton.triton"], 120).returncode == 0
 
 
 def _install() -> None:
-    print(f"[triton] creating {VENV} and installing {' '.join(PACKAGES)} (once; may take minutes)", flush=True)
+    packages = " ".join(PACKAGES)
+    print(f"[triton] creating {VENV} and installing {packages} (once; may take minutes)", flush=True)
     steps = [
         [sys.executable, "-m", "venv", "--clear", str(VENV)],
         [str(VENV / "bin" / "pip"), "install", "--quiet", *PACKAGES],

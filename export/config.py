@@ -40,7 +40,7 @@ class ExportConfig:
     force: bool = False
     optimize: bool = False
     sts_data: Path | None = None
-    # The fp32 export's STS-B test Spearman x100 must be within `expect_sts_tolerance` of this (None: no gate).
+    # The fp32 export's STS-B Spearman x100 must be within `expect_sts_tolerance` of this (None: no gate).
     expect_sts: float | None = None
     expect_sts_tolerance: float = 0.05
     max_batch_size: int = 64

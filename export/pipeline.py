@@ -78,7 +78,8 @@ def _sts_data(config: ExportConfig, precisions: tuple[str, ...]) -> Path | None:
     """The STS-B file, when int8 or --expect-sts needs one."""
     if config.expect_sts is not None and not config.expect_sts_tolerance >= 0:
         raise InputError(f"--expect-sts-tolerance must be >= 0, not {config.expect_sts_tolerance}")
-    gates = (["int8"] if INT8 in precisions else []) + (["--expect-sts"] if config.expect_sts is not None else [])
+    gates = ["int8"] if INT8 in precisions else []
+    gates += ["--expect-sts"] if config.expect_sts is not None else []
     if not gates:
         return None
     sts_data = config.sts_data or default_sts_data()

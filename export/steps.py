@@ -67,12 +67,11 @@ class Steps:
         spearman = self._sts_baseline(fp32, self._sts_data())
         gate = sts_gate(spearman, expected, tolerance)
         fp32.sts_expected = gate
-        log.info(
-            "fp32 STS-B Spearman %.2f, expected %.2f +- %.2f", spearman, expected, tolerance
-        )
+        log.info("fp32 STS-B Spearman %.2f, expected %.2f +- %.2f", spearman, expected, tolerance)
         if not gate["expected_passed"]:
             raise VerificationError(
-                f"fp32 STS-B Spearman {spearman:.2f} is not within {tolerance} of the expected {expected:.2f} "
+                f"fp32 STS-B Spearman {spearman:.2f} is not within {tolerance} of the expected "
+                f"{expected:.2f} "
                 f"(--expect-sts; {fp32.sts_pairs} pairs of {self.plan.sts_data}): wrong weights or a broken "
                 "export; nothing published"
             )

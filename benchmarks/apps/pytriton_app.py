@@ -1,5 +1,5 @@
-"""NVIDIA Triton as a user would deploy this model with PyTriton: the exported ONNX model and its tokenizer in a
-Python callable, behind Triton's own HTTP/gRPC front-end and dynamic batcher.
+"""NVIDIA Triton as a user would deploy this model with PyTriton: the exported ONNX model and its tokenizer
+in a Python callable, behind Triton's own HTTP/gRPC front-end and dynamic batcher.
 
 Runs in its own venv (benchmarks/.venv-pytriton: nvidia-pytriton, onnxruntime, tokenizers, numpy; see
 benchmarks/triton.py), so it imports nothing from the project. Serves KServe v2 like our server: a BYTES
@@ -24,7 +24,7 @@ RESTRICTED = ["shared-memory", "model-repository", "trace", "logging"]
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.apps.pytriton_app", description=__doc__)
-    parser.add_argument("--model-dir", type=Path, required=True, help="version dir: model.onnx, tokenizer.json")
+    parser.add_argument("--model-dir", type=Path, required=True, help="holds model.onnx, tokenizer.json")
     parser.add_argument("--name", required=True, help="model name served by Triton")
     parser.add_argument("--dimension", type=int, required=True)
     parser.add_argument("--intra-op-threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -33,7 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--grpc-port", type=int, required=True)
     parser.add_argument("--metrics-port", type=int, required=True)
-    parser.add_argument("--workspace", type=Path, default=None, help="PyTriton's workspace (default: its own)")
+    parser.add_argument("--workspace", type=Path, help="PyTriton's workspace (default: its own)")
     return parser.parse_args(argv)
 
 
@@ -79,7 +79,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; both leave through PyTriton's own shutdown (server, stubs, shared memory)."""
+    """Serve until SIGINT or SIGTERM; both leave through PyTriton's own shutdown (server, stubs, shm)."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 

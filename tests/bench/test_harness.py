@@ -277,7 +277,8 @@ def test_kserve_bodies_and_replies_for_triton():
                     max_requests=2, warmup=0, protocol="kserve")
     body = json.loads(request_bodies(spec)[0][0])
     assert body["inputs"] == [{"name": "TEXT", "shape": [2, 1], "datatype": "BYTES", "data": ["a", "b"]}]
-    reply = {"outputs": [{"name": "sentence_embedding", "datatype": "FP32", "shape": [2, 3], "data": [0.1] * 6}]}
+    output = {"name": "sentence_embedding", "datatype": "FP32", "shape": [2, 3], "data": [0.1] * 6}
+    reply = {"outputs": [output]}
     assert embeddings_in(json.dumps(reply).encode(), "kserve") == 2
     reply["outputs"][0]["data"] = [0.1] * 5
     assert embeddings_in(json.dumps(reply).encode(), "kserve") == -1, "a short tensor is not two embeddings"
@@ -286,6 +287,7 @@ def test_kserve_bodies_and_replies_for_triton():
 def test_contender_commands_get_distinct_free_ports():
     from benchmarks.contenders import fill_ports
 
-    filled = fill_ports(("x", "--http-port", "{port}", "--grpc-port", "{port2}", "--metrics-port", "{port3}"), 8000)
+    command = ("x", "--http-port", "{port}", "--grpc-port", "{port2}", "--metrics-port", "{port3}")
+    filled = fill_ports(command, 8000)
     assert filled[2] == "8000" and len({filled[2], filled[4], filled[6]}) == 3
     assert fill_ports(("--port", "{port}"), 9) == ["--port", "9"]

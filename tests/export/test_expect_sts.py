@@ -26,7 +26,9 @@ def test_gate_passes_within_the_tolerance_on_either_side():
 
 
 def test_negative_tolerance_is_bad_input(tiny_bert, tmp_path):
-    config = ExportConfig(source=str(tiny_bert), repository=tmp_path, expect_sts=80.0, expect_sts_tolerance=-1)
+    config = ExportConfig(
+        source=str(tiny_bert), repository=tmp_path, expect_sts=80.0, expect_sts_tolerance=-1
+    )
     with pytest.raises(InputError, match="--expect-sts-tolerance must be >= 0"):
         plan(config)
 

@@ -1,9 +1,9 @@
 """all-mpnet-base-v2 (110M parameters, 768 dimensions, MPNet tokenizer with pad id 1), as `make mpnet` fetches
 and exports it, served by a real server and compared with sentence-transformers on the same weights.
 
-Marked `mpnet`; skipped (with the reason) until `make mpnet` has filled .cache/mpnet and models/: the download is
-~400 MB and the export several minutes of CPU, outside the default suite's time budget. The test itself takes
-under a minute once both are there.
+Marked `mpnet`; skipped (with the reason) until `make mpnet` has filled .cache/mpnet and models/: the
+download is ~400 MB and the export several minutes of CPU, outside the default suite's time budget. The
+tests themselves take under a minute once both are there.
 """
 
 from __future__ import annotations
@@ -84,10 +84,10 @@ def test_served_fp32_matches_sentence_transformers(mpnet_server, reference):
 
 
 def test_served_int8_is_the_published_int8_graph(mpnet_server):
-    """One text per request, as the published int8 graph computes it alone. (Dynamic int8 quantizes activations
-    with one range per tensor, padding included, so this model's int8 vector of a text moves with its batch
-    neighbours: cosine 0.73-0.97 between batched and alone here, against 0.98-0.998 for MiniLM; its STS-B
-    score still drops only ~0.3, the export's gate.)"""
+    """One text per request, as the published int8 graph computes it alone. (Dynamic int8 quantizes
+    activations with one range per tensor, padding included, so this model's int8 vector of a text moves with
+    its batch neighbours: cosine 0.73-0.97 between batched and alone here, against 0.98-0.998 for MiniLM; its
+    STS-B score still drops only ~0.3, the export's gate.)"""
     direct = Embedder(REPOSITORY / INT8 / "1")
     client = openai.OpenAI(base_url=mpnet_server.url + "/v1", api_key="unused", max_retries=0)
     for text in TEXTS:
