@@ -7,7 +7,7 @@ a BYTES input `TEXT` of one STS-B dev sentence per request, closed loop at each 
 
 Each server is started alone on a repository holding only the model (the benchmark's contenders `ours` and
 `triton`), its RSS and CPU sampled over each point. Prints texts/s, p50/p99 per point and issue 15's ratios,
-and writes `perf_analyzer.{json,md}` to the results folder.
+and writes `perf_analyzer_<model>.{json,md}` to the results folder.
 """
 
 from __future__ import annotations
@@ -290,10 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = [
         {"name": t.name, "value": t.value, "threshold": t.threshold, "verdict": t.verdict} for t in targets
     ]
-    (args.out / "perf_analyzer.json").write_text(json.dumps(results, indent=1, default=str))
-    (args.out / "perf_analyzer.md").write_text(markdown(results, targets))
+    written = args.out / f"perf_analyzer_{args.model}.json", args.out / f"perf_analyzer_{args.model}.md"
+    written[0].write_text(json.dumps(results, indent=1, default=str))
+    written[1].write_text(markdown(results, targets))
     print("\n".join(["", "Targets (perf_analyzer):", *[f"  {t.describe()}" for t in targets]]))
-    print(f"\nwrote {args.out / 'perf_analyzer.md'}, {args.out / 'perf_analyzer.json'}")
+    print(f"\nwrote {written[1]}, {written[0]}")
     return 0
 
 

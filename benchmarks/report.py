@@ -305,7 +305,7 @@ def notes(run: dict) -> list[str]:
             "Triton (PyTriton) is driven through its KServe v2 HTTP route with JSON tensors (TEXT [1, 1] in, "
             "sentence_embedding out), the only protocol both servers share; its Python callable tokenizes "
             "with the published tokenizer.json and runs the same model.onnx. perf_analyzer's numbers for "
-            "both servers come from `python -m benchmarks.perf` (results/perf_analyzer.md)."
+            "both servers come from `python -m benchmarks.perf` (results/perf_analyzer_<model>.md)."
         )
     if run["contenders"].get("infinity", {}).get("points"):
         found.append(
