@@ -45,3 +45,13 @@ soak: export
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# --- image-test: build and run the real Docker image (deploy/README.md "What make image-test proves") -------
+# Uses the Docker daemon the client reaches. Without one, as root on Debian/Ubuntu, it INSTALLS docker.io and
+# debootstrap with apt-get and starts a private daemon under /var/tmp/oes-image-test, which it stops again.
+# Only this target may install Docker; `make test` never does (its image test skips without a daemon).
+# Docker 20.10+ with BuildKit; /usr/bin/docker by default (Debian's client; a newer one needs buildx).
+DOCKER ?= /usr/bin/docker
+.PHONY: image-test
+image-test: install
+	DOCKER=$(DOCKER) $(PY) deploy/docker/image_test.py
