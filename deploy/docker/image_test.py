@@ -194,6 +194,23 @@ def stop_daemon(proc: subprocess.Popen) -> None:
     say(f"stopped the Docker daemon this run started (pid {proc.pid}, exit {proc.returncode})")
 
 
+def mounts_under(folder: Path, mounts_file: Path = Path("/proc/mounts")) -> list[str]:
+    """Mount points below `folder` (dockerd leaves e.g. exec-root/netns/default mounted), deepest first."""
+    try:
+        lines = mounts_file.read_text().splitlines()
+    except OSError:
+        return []
+    prefix = str(folder.resolve()).rstrip("/") + "/"
+    points = [line.split()[1].replace("\\040", " ") for line in lines if len(line.split()) > 1]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def unmount_leftovers(state: Path) -> None:
+    for point in mounts_under(state):
+        r = subprocess.run(["umount", point], capture_output=True, text=True, timeout=60)
+        say(f"unmounted {point} left by the daemon" if r.returncode == 0 else f"cannot unmount {point}: {r.stderr}")
+
+
 def connect(binary: str, state: Path, allow_install: bool) -> Docker:
     env = {**os.environ}
     version = daemon_version(binary, env) if Path(binary).is_file() or shutil.which(binary) else None
@@ -545,10 +562,10 @@ def wait_healthy(c: Container, timeout: float = 300) -> float:
     raise CheckFailed(f"not healthy within {timeout:.0f} s")
 
 
-def check_install_set(docker: Docker, tag: str) -> None:
+def check_install_set(c: Container) -> None:
     code = ("import importlib.metadata as m, json; "
             "print(json.dumps(sorted({(d.metadata['Name'] or '').lower() for d in m.distributions()})))")
-    names = set(json.loads(docker.out("run", "--rm", "--network", "none", tag, "python", "-c", code)))
+    names = set(json.loads(c.docker.out("exec", c.name, "python", "-c", code)))
     leaked = sorted(set(FORBIDDEN) & names)
     check(not leaked and "onnxruntime" in names and "onnxruntime-gpu" not in names,
           f"runtime image holds onnxruntime and none of {', '.join(FORBIDDEN)} (leaked: {leaked or 'none'})")
@@ -610,12 +627,12 @@ def check_drain(c: Container) -> None:
 
 
 def check_cpu_image(docker: Docker, tag: str, work: Path) -> None:
-    check_install_set(docker, tag)
     c = start_container(docker, tag)
     try:
         took = wait_healthy(c)
         check(True, f"HEALTHCHECK healthy {took:.0f} s after start")
         check_user(c)
+        check_install_set(c)
         check_vectors(c, work)
         check_drain(c)
     finally:
@@ -624,21 +641,34 @@ def check_cpu_image(docker: Docker, tag: str, work: Path) -> None:
         docker.run("rm", "-f", c.name, check=False)
 
 
-def check_gpu_installed(docker: Docker, tag: str) -> None:
+VERIFY_CASES = {"13.x": f"CUDA_VERSION={STANDIN_CUDA_VERSION}", "12.x": "CUDA_VERSION=12.9.1", "unset": "-u CUDA_VERSION"}
+
+
+def verify_runtime_cases(docker: Docker, tag: str) -> dict[str, tuple[int, str]]:
+    """verify_runtime.py (this checkout's) in one container of `tag`, once per CUDA_VERSION case:
+    {case: (exit status, output)}. One container: with vfs every container start copies the whole image."""
+    lines = ["cat > /tmp/verify_runtime.py"]
+    for case, env in VERIFY_CASES.items():
+        lines.append(f"echo '=== {case}'; env {env} python /tmp/verify_runtime.py --device gpu 2>&1; echo \"=== rc $?\"")
     script = (ROOT / "deploy" / "docker" / "verify_runtime.py").read_text()
+    out = docker.run("run", "--rm", "-i", "--network", "none", tag, "bash", "-c", "; ".join(lines),
+                     input=script).stdout
+    results: dict[str, tuple[int, str]] = {}
+    for m in re.finditer(r"^=== (\S+)\n(.*?)^=== rc (\d+)$", out, re.MULTILINE | re.DOTALL):
+        results[m.group(1)] = (int(m.group(3)), m.group(2).strip())
+    if set(results) != set(VERIFY_CASES):
+        raise CheckFailed(f"unexpected verify_runtime.py output:\n{out[-3000:]}")
+    return results
 
-    def verify(*env: str) -> subprocess.CompletedProcess:
-        return docker.run("run", "--rm", "-i", "--network", "none", tag, *env, "python", "-", "--device", "gpu",
-                          input=script, check=False)
 
-    good = verify("env", f"CUDA_VERSION={STANDIN_CUDA_VERSION}")
-    check(good.returncode == 0, f"verify_runtime.py passes with CUDA_VERSION={STANDIN_CUDA_VERSION}: {good.stdout.strip()}")
-    old = verify("env", "CUDA_VERSION=12.9.1")
-    check(old.returncode == 1 and "CUDA 12.9.1" in old.stderr,
-          f"... and fails with CUDA_VERSION=12.9.1: {old.stderr.strip()[:200]}")
-    unset = verify("env", "-u", "CUDA_VERSION")
-    check(unset.returncode == 1 and "CUDA_VERSION is not set" in unset.stderr,
-          f"... and fails with CUDA_VERSION unset: {unset.stderr.strip()[:200]}")
+def check_gpu_installed(docker: Docker, tag: str) -> None:
+    results = verify_runtime_cases(docker, tag)
+    rc, out = results["13.x"]
+    check(rc == 0, f"verify_runtime.py passes with CUDA_VERSION={STANDIN_CUDA_VERSION}: {out.splitlines()[0]}")
+    rc, out = results["12.x"]
+    check(rc == 1 and "CUDA 12.9.1" in out, f"... and fails with CUDA_VERSION=12.9.1: {out.splitlines()[-1]}")
+    rc, out = results["unset"]
+    check(rc == 1 and "CUDA_VERSION is not set" in out, f"... and fails with CUDA_VERSION unset: {out.splitlines()[-1]}")
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -672,7 +702,10 @@ def run(args: argparse.Namespace) -> None:
     finally:
         if docker.own_daemon is not None:
             stop_daemon(docker.own_daemon)
-            say(f"its images and build cache stay in {state}/data (rm -rf it to reclaim the space)")
+            unmount_leftovers(state)
+            size = subprocess.run(["du", "-sh", str(state / "data")], capture_output=True, text=True).stdout.split()
+            say(f"its images and build cache stay in {state}/data ({size[0] if size else '?'}; vfs stores every "
+                f"layer whole) for the next run: rm -rf {state} to reclaim the space")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,3 +107,43 @@ def test_make_image_test_builds_and_runs_the_image():
         pytest.skip(r.stdout.strip().splitlines()[-1])
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     assert "PASSED" in r.stdout
+
+
+class FakeDocker:
+    """Stands in for the docker client: answers `docker run` with a canned output."""
+
+    def __init__(self, stdout: str) -> None:
+        self.stdout = stdout
+        self.calls: list[tuple[str, ...]] = []
+
+    def run(self, *args: str, input: str | None = None, **_: object) -> subprocess.CompletedProcess:
+        self.calls.append(args)
+        assert input is not None and "def problems" in input  # this checkout's verify_runtime.py goes in
+        return subprocess.CompletedProcess(args, 0, self.stdout, "")
+
+
+def test_verify_runtime_cases_run_in_one_container_and_are_parsed():
+    out = ("=== 13.x\nruntime image: device=gpu\n=== rc 0\n"
+           "=== 12.x\nruntime image: device=gpu\nERROR: onnxruntime-gpu 1.31.1 is built for CUDA 13.0 but the base "
+           "image has CUDA 12.9.1\n=== rc 1\n"
+           "=== unset\nERROR: CUDA_VERSION is not set\n=== rc 1\n")
+    docker = FakeDocker(out)
+    results = it.verify_runtime_cases(docker, "img")
+    assert len(docker.calls) == 1 and "--network" in docker.calls[0]
+    assert results["13.x"] == (0, "runtime image: device=gpu")
+    assert results["12.x"][0] == 1 and "CUDA 12.9.1" in results["12.x"][1]
+    assert results["unset"] == (1, "ERROR: CUDA_VERSION is not set")
+    it.check_gpu_installed(FakeDocker(out), "img")  # the checks accept exactly this
+    with pytest.raises(it.CheckFailed):
+        it.check_gpu_installed(FakeDocker(out.replace("=== rc 1\n=== unset", "=== rc 0\n=== unset")), "img")
+    with pytest.raises(it.CheckFailed):
+        it.verify_runtime_cases(FakeDocker("=== 13.x\nboom\n"), "img")
+
+
+def test_mounts_under_finds_the_daemons_leftovers_deepest_first(tmp_path):
+    state = tmp_path / "state"
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"proc /proc proc rw 0 0\nnsfs {state}/exec/netns/default nsfs rw 0 0\n"
+                      f"tmpfs {state}/exec tmpfs rw 0 0\nnsfs {tmp_path}/stateful/x nsfs rw 0 0\n")
+    assert it.mounts_under(state, mounts) == [f"{state}/exec/netns/default", f"{state}/exec"]
+    assert it.mounts_under(state, tmp_path / "missing") == []
