@@ -7,7 +7,6 @@ never installs Docker, only `make image-test` may.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,10 +16,11 @@ import pytest
 from .oes_deploy_helpers import DEPLOY, ROOT
 
 SCRIPT = DEPLOY / "docker" / "image_test.py"
-spec = importlib.util.spec_from_file_location("image_test", SCRIPT)
-it = importlib.util.module_from_spec(spec)
-sys.modules["image_test"] = it
-spec.loader.exec_module(it)
+# The script and its sibling modules import each other as top-level modules (the script's folder is its path).
+sys.path.insert(0, str(SCRIPT.parent))
+import image_test as it  # noqa: E402
+import imagetest_daemon as daemon  # noqa: E402
+import imagetest_inputs as inputs  # noqa: E402
 
 
 def test_apt_mirror_from_deb822_and_one_line_sources(tmp_path):
@@ -30,9 +30,9 @@ def test_apt_mirror_from_deb822_and_one_line_sources(tmp_path):
     one_line.write_text("# comment\ndeb [arch=amd64] http://other.example/debian bookworm main\n")
     unrelated = tmp_path / "node.sources"
     unrelated.write_text("Types: deb\nURIs: https://deb.nodesource.com/node_20.x\n")
-    assert it.apt_mirror([unrelated, deb822]) == "http://mirror.example/debian"
-    assert it.apt_mirror([one_line]) == "http://other.example/debian"
-    assert it.apt_mirror([unrelated, tmp_path / "missing"]) == it.DEBIAN_MIRROR
+    assert inputs.apt_mirror([unrelated, deb822]) == "http://mirror.example/debian"
+    assert inputs.apt_mirror([one_line]) == "http://other.example/debian"
+    assert inputs.apt_mirror([unrelated, tmp_path / "missing"]) == inputs.DEBIAN_MIRROR
 
 
 def test_find_cpu_torch_wheel_takes_the_pinned_cpu_build_only(tmp_path):
@@ -40,20 +40,20 @@ def test_find_cpu_torch_wheel_takes_the_pinned_cpu_build_only(tmp_path):
                  "torch-2.12.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",  # another version
                  "torch-2.13.0+cpu-cp312-cp312-manylinux_2_28_x86_64.whl"):  # another Python
         (tmp_path / name).write_bytes(b"")
-    assert it.find_cpu_torch_wheel([str(tmp_path)], "2.13.0") is None
+    assert inputs.find_cpu_torch_wheel([str(tmp_path)], "2.13.0") is None
     good = tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
     good.write_bytes(b"")
-    assert it.find_cpu_torch_wheel(["/nonexistent", f"file://{tmp_path}"], "2.13.0") == good
+    assert inputs.find_cpu_torch_wheel(["/nonexistent", f"file://{tmp_path}"], "2.13.0") == good
 
 
 def test_pinned_torch_is_pyprojects_pin():
-    assert it.pinned_torch().count(".") == 2
+    assert inputs.pinned_torch().count(".") == 2
 
 
 def test_the_wheel_server_lists_the_wheel_for_pip(tmp_path):
     wheel = tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
     wheel.write_bytes(b"wheel bytes")
-    with it.serve_folder([wheel], port=0) as url:
+    with inputs.serve_folder([wheel], port=0) as url:
         assert url.startswith("http://127.0.0.1:")
         page = urllib.request.urlopen(url, timeout=10).read().decode()
         assert "torch-2.13.0%2Bcpu-cp311" in page  # an <a href> pip's --find-links follows
@@ -62,10 +62,10 @@ def test_the_wheel_server_lists_the_wheel_for_pip(tmp_path):
 
 
 def test_build_inputs_become_docker_build_flags():
-    inputs = it.BuildInputs(build_args={"PYTHON_IMAGE": "base:1", "TORCH_FIND_LINKS": "http://127.0.0.1:1/"},
-                            secrets=["id=pip_ca,src=/ca.crt"])
-    assert inputs.flags() == ["--network", "host", "--build-arg", "PYTHON_IMAGE=base:1", "--build-arg",
-                              "TORCH_FIND_LINKS=http://127.0.0.1:1/", "--secret", "id=pip_ca,src=/ca.crt"]
+    given = inputs.BuildInputs(build_args={"PYTHON_IMAGE": "base:1", "TORCH_FIND_LINKS": "http://127.0.0.1:1/"},
+                               secrets=["id=pip_ca,src=/ca.crt"])
+    assert given.flags() == ["--network", "host", "--build-arg", "PYTHON_IMAGE=base:1", "--build-arg",
+                             "TORCH_FIND_LINKS=http://127.0.0.1:1/", "--secret", "id=pip_ca,src=/ca.crt"]
 
 
 def test_min_cosine_flags_a_differing_vector():
@@ -90,7 +90,7 @@ def docker_client() -> str:
 
 
 def reachable_daemon() -> str | None:
-    return it.daemon_version(docker_client(), dict(os.environ))
+    return daemon.daemon_version(docker_client(), dict(os.environ))
 
 
 @pytest.mark.slow
@@ -145,5 +145,5 @@ def test_mounts_under_finds_the_daemons_leftovers_deepest_first(tmp_path):
     mounts = tmp_path / "mounts"
     mounts.write_text(f"proc /proc proc rw 0 0\nnsfs {state}/exec/netns/default nsfs rw 0 0\n"
                       f"tmpfs {state}/exec tmpfs rw 0 0\nnsfs {tmp_path}/stateful/x nsfs rw 0 0\n")
-    assert it.mounts_under(state, mounts) == [f"{state}/exec/netns/default", f"{state}/exec"]
-    assert it.mounts_under(state, tmp_path / "missing") == []
+    assert daemon.mounts_under(state, mounts) == [f"{state}/exec/netns/default", f"{state}/exec"]
+    assert daemon.mounts_under(state, tmp_path / "missing") == []
