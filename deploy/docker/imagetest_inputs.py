@@ -60,6 +60,7 @@ def debootstrap_base(docker: Docker, state: Path, allow_install: bool) -> str:
     if os.geteuid() != 0:
         raise CannotRun("debootstrap needs root")
     rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=state))
+    rootfs.chmod(0o755)  # it becomes the image's `/`: mkdtemp's 0700 would lock the non-root server user out
     mirror = apt_mirror()
     say(f"making the base stand-in {tag} with debootstrap (Debian bookworm from {mirror})")
     try:
