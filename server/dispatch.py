@@ -7,6 +7,7 @@ threads write results into requests that several of them may be filling at once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -16,6 +17,8 @@ from .batching import plan_batches
 from .errors import ErrorKind, ServerError
 from .scheduler import Job, WorkQueue
 from .statistics import ModelStatistics
+
+log = logging.getLogger(__name__)
 
 Item = tuple[Job, int]  # a request and the index of one of its texts
 
@@ -67,15 +70,20 @@ class BatchDispatcher:
             self._take_and_plan()
 
     def _take_and_plan(self) -> None:
+        """Take a round from the queue and plan it. An error here (a bug, never a client's doing) fails the
+        requests it touched, is logged, and leaves the thread serving; only BaseException ends the thread."""
         batches: list[list[Item]] = []
         drained, jobs = False, None
         try:
             jobs = self.queue.take(self.policy.round_items, self.policy.max_queue_delay_s)
             drained = jobs is None
             batches = [] if jobs is None else self._plan(jobs)
+        except Exception:
+            log.exception("taking or planning a round of %d requests failed", len(jobs or []))
+            self._fail_round(jobs, ServerError(ErrorKind.INTERNAL, "batching failed"))
         except BaseException:
-            for job in jobs or []:
-                job.fail(ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
+            self._fail_round(jobs, ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped",
+                                               retry_after_s=5))
             raise
         finally:
             with self._cond:
@@ -83,6 +91,14 @@ class BatchDispatcher:
                 self._drained = self._drained or drained
                 self._planned.extend(batches)
                 self._cond.notify_all()
+
+    def _fail_round(self, jobs: list[Job] | None, error: ServerError) -> None:
+        """Fail the jobs of a round that could not be planned (or, if the queue itself failed, every queued one)."""
+        if jobs is None:
+            self.queue.fail_all(error)
+        for job in jobs or []:
+            if not job.settled:
+                job.fail(error)
 
     def _plan(self, jobs: list[Job]) -> list[list[Item]]:
         with self._cond:

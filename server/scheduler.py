@@ -117,28 +117,37 @@ class WorkQueue:
     def take(self, max_items: int, max_delay_s: float) -> list[Job] | None:
         """Block for work; return whole jobs in FIFO order, about `max_items` texts, or None once closed and empty.
 
-        With a delay, wait until `max_items` texts are queued or the oldest job has waited `max_delay_s`.
+        With a delay, wait until `max_items` texts are queued or the oldest job has waited `max_delay_s`. Jobs may
+        be discarded (their clients went away) during that wait; then the wait starts over with what is left.
         """
         with self._cond:
-            while not self._jobs and not self._closed:
-                self._cond.wait()
-            if not self._jobs:
-                return None
-            if max_delay_s > 0:
-                flush_at = self._jobs[0].enqueued_ns / 1e9 + max_delay_s
-                while self._items < max_items and not self._closed:
-                    remaining = flush_at - time.perf_counter_ns() / 1e9
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-            jobs = [self._jobs.popleft()]
-            taken = len(jobs[0].sequences)
-            while self._jobs and taken + len(self._jobs[0].sequences) <= max_items:
-                job = self._jobs.popleft()
-                taken += len(job.sequences)
-                jobs.append(job)
-            self._items -= taken
-            return jobs
+            while True:
+                while not self._jobs and not self._closed:
+                    self._cond.wait()
+                if not self._jobs:
+                    return None
+                if max_delay_s > 0:
+                    self._wait_for_more(max_items, max_delay_s)
+                if self._jobs:
+                    return self._pop_up_to(max_items)
+
+    def _wait_for_more(self, max_items: int, max_delay_s: float) -> None:
+        """Called with the lock held and a job queued: wait out the oldest job's batching window."""
+        while self._jobs and self._items < max_items and not self._closed:
+            remaining = self._jobs[0].enqueued_ns / 1e9 + max_delay_s - time.perf_counter_ns() / 1e9
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
+
+    def _pop_up_to(self, max_items: int) -> list[Job]:
+        jobs = [self._jobs.popleft()]
+        taken = len(jobs[0].sequences)
+        while self._jobs and taken + len(self._jobs[0].sequences) <= max_items:
+            job = self._jobs.popleft()
+            taken += len(job.sequences)
+            jobs.append(job)
+        self._items -= taken
+        return jobs
 
     def discard(self, job: Job) -> None:
         """Free the slot of a job whose client went away while it was still queued."""

@@ -186,3 +186,23 @@ async def test_api_key_guards_every_route_but_health(repo):
                 assert http_status(server.url + path) == 200
     finally:
         assert server.stop() == 0
+
+
+async def test_a_client_leaving_during_the_queue_delay_does_not_stop_the_server(repo):
+    """Issue 14 item 1: with --max-queue-delay-us > 0, a client that disconnects while its request waits for the
+    batch window used to kill the inference thread (IndexError in WorkQueue.take) and the process."""
+    server = start_server(repo, "--max-queue-delay-us", "200000")
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(3):
+                async with aiohttp.ClientSession() as leaving:
+                    with pytest.raises(asyncio.TimeoutError):
+                        await post(leaving, server.url + "/v1/embeddings", {"model": MODEL, "input": "bye"},
+                                   timeout=0.05)
+                await asyncio.sleep(0.3)  # past the 200 ms window the departed request was waiting out
+            status, body, _ = await post(session, server.url + "/v1/embeddings", {"model": MODEL, "input": "next"})
+            assert status == 200 and len(body["data"]) == 1
+            assert http_status(server.url + "/v2/health/ready") == 200 and server.process.poll() is None
+    finally:
+        assert server.stop() == 0
+    assert "died" not in server.log()

@@ -88,3 +88,27 @@ async def test_fail_all_settles_every_queued_future():
     for job in jobs:
         with pytest.raises(ServerError):
             await asyncio.wait_for(job.future, 1)
+
+
+async def test_a_job_discarded_during_the_delay_wait_does_not_break_take():
+    """Issue 14 item 1: the client went away while its job waited out --max-queue-delay-us."""
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    job = make_job(loop)
+    queue.put(job)
+    result, errors = [], []
+
+    def taker():
+        try:
+            result.append(queue.take(max_items=8, max_delay_s=0.3))
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    thread = threading.Thread(target=taker)
+    thread.start()
+    await asyncio.sleep(0.05)
+    queue.discard(job)
+    await asyncio.sleep(0.05)
+    queue.close()
+    thread.join(5)
+    assert errors == [] and result == [None]

@@ -210,3 +210,29 @@ async def test_a_batch_wakes_the_loop_once_for_all_of_its_requests(rig, monkeypa
     assert [r.embeddings[0, 0] for r in results] == [4 * (i + 1) for i in range(6)]
     assert len(session.batches) == 1 and len(wake_ups) == 1
     assert stats.success.count == 6
+
+
+async def test_a_planning_error_fails_its_round_and_the_thread_keeps_serving(rig, monkeypatch):
+    _, queue, _, worker, fatal = rig
+    loop = asyncio.get_running_loop()
+    dispatcher = worker._dispatcher
+    plan = dispatcher._plan
+    calls = []
+
+    def plan_once_broken(jobs):
+        calls.append(len(jobs))
+        if len(calls) == 1:
+            raise ValueError("a planning bug")
+        return plan(jobs)
+
+    monkeypatch.setattr(dispatcher, "_plan", plan_once_broken)
+    first = job(loop, [1, 2])
+    queue.put(first)
+    worker.start()
+    with pytest.raises(ServerError) as info:
+        await asyncio.wait_for(first.future, 5)
+    assert info.value.kind is ErrorKind.INTERNAL
+    second = job(loop, [3, 4])
+    queue.put(second)
+    assert (await asyncio.wait_for(second.future, 5)).embeddings[0, 0] == 7
+    assert worker.is_alive() and not fatal
