@@ -1,4 +1,4 @@
-"""A served model: its tokenizer, its queue and inference threads (sharing a session per instance), loaded eagerly."""
+"""A served model: its tokenizer, its queue and its instances (one dedicated inference thread each), loaded eagerly."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from onnxruntime import InferenceSession
 
 from . import repository as repo
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .scheduler import Job, JobResult, WorkQueue
-from .session import SessionSpec, available_cpus, create_session, release_freed_memory
+from .layout import instance_specs
+from .session import create_session, release_freed_memory
 from .statistics import ModelStatistics
 from .tokenizer import TextTokenizer, Tokenized
 from .dispatch import BatchDispatcher, BatchPolicy
@@ -52,42 +54,6 @@ class ModelInfo:
     max_batch_tokens: int
     max_queue_size: int
     device: str
-
-
-def _instance_specs(entry: repo.ModelEntry, config: ServerConfig) -> list[SessionSpec]:
-    kinds = repo.model_config_pb2.ModelInstanceGroup.Kind
-    groups = list(entry.config.instance_group) or [repo.model_config_pb2.ModelInstanceGroup(count=1)]
-    cuda_options = dict(_config_cuda_options(entry.config))
-    cuda_options.update(dict(config.cuda_options))
-    specs: list[tuple[Path, str, int]] = []
-    for group in groups:
-        gpu = config.device == "gpu" or (config.device == "config" and group.kind == kinds.KIND_GPU)
-        count = max(1, group.count)
-        path = gpu_model_path(entry) if gpu else entry.onnx_path
-        for device_id in (list(group.gpus) or [0]) if gpu else [0]:
-            specs += [(path, "gpu" if gpu else "cpu", device_id)] * count
-    cpu_instances = max(1, sum(1 for _, device, _ in specs if device == "cpu"))
-    runners = config.inference_threads or max(1, available_cpus() // cpu_instances)
-    intra_op = config.intra_op_threads or max(1, available_cpus() // (cpu_instances * runners))
-    return [SessionSpec(path, device, device_id, intra_op if device == "cpu" else 1, config.ort_spinning,
-                        tuple(cuda_options.items()), config.inference_niceness, config.cpu_memory_arena,
-                        runners if device == "cpu" else 1)
-            for path, device, device_id in specs]
-
-
-def gpu_model_path(entry: repo.ModelEntry) -> Path:
-    """GPU instances of an fp32 model run its published fp16 variant (`<name>-fp16`, same version) when present."""
-    if entry.parameter(repo.PARAM_PRECISION, "fp32") != "fp32":
-        return entry.onnx_path
-    variant = entry.directory.parent.parent / f"{entry.name}-fp16" / str(entry.version) / repo.MODEL_FILE
-    return variant if variant.is_file() else entry.onnx_path
-
-
-def _config_cuda_options(config: repo.ModelConfig) -> list[tuple[str, str]]:
-    for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
-        if accelerator.name == "cuda":
-            return list(accelerator.parameters.items())
-    return []
 
 
 def _policy(entry: repo.ModelEntry, config: ServerConfig) -> tuple[BatchPolicy, int]:
@@ -134,8 +100,12 @@ class ServedModel:
         config: ServerConfig,
         on_batch: Callable[[str], BatchObserver],
         on_fatal: Callable[[str, BaseException], None],
+        cpu_share: int | None = None,
     ) -> ServedModel:
-        """Build sessions, warm every instance with a largest-size batch, start the threads. Blocking."""
+        """Build sessions, warm each with a largest-size batch, start one thread per instance. Blocking.
+
+        `cpu_share` is how many CPUs this model's CPU instances may use together (default: all of them).
+        """
         started = time.monotonic()
         max_seq_length = int(entry.parameter(repo.PARAM_MAX_SEQ_LENGTH, "0") or 0)
         if max_seq_length <= 0:
@@ -144,23 +114,17 @@ class ServedModel:
         policy, queue_size = _policy(entry, config)
         stats = ModelStatistics(entry.name, entry.version)
         dispatcher = BatchDispatcher(WorkQueue(queue_size), policy, stats)
-        specs = _instance_specs(entry, config)
+        specs = instance_specs(entry, config, cpu_share)
         workers: list[InferenceWorker] = []
         dimension = 0
-        for index, spec in enumerate(specs):
-            session = create_session(spec)
-            input_names = [i.name for i in session.get_inputs()]
-            outputs = {o.name: o for o in session.get_outputs()}
-            if OUTPUT_NAME not in outputs or "input_ids" not in input_names or "attention_mask" not in input_names:
-                raise repo.RepositoryError(
-                    f"{entry.onnx_path}: expected inputs input_ids/attention_mask and output {OUTPUT_NAME}, "
-                    f"found inputs {input_names} and outputs {list(outputs)}")
+        for spec in specs:
+            session = _checked(create_session(spec), entry)
             instance = [
                 InferenceWorker(
-                    f"infer-{entry.name}-{index}.{thread}", session, input_names, OUTPUT_NAME, tokenizer.pad_id,
-                    dispatcher, stats, on_batch(entry.name), lambda exc, name=entry.name: on_fatal(name, exc),
-                    spec.niceness)
-                for thread in range(spec.inference_threads)
+                    f"infer-{entry.name}-{len(workers) + k}", session, [i.name for i in session.get_inputs()],
+                    OUTPUT_NAME, tokenizer.pad_id, dispatcher, stats, on_batch(entry.name),
+                    lambda exc, name=entry.name: on_fatal(name, exc), spec.niceness)
+                for k in range(spec.instances)
             ]
             dimension = _warm_up(instance[0], tokenizer, policy)
             workers += instance
@@ -233,6 +197,17 @@ class ServedModel:
             await loop.run_in_executor(None, worker.join, max(0.0, deadline - time.monotonic()))
         self._dispatcher.fail_all(ServerError(ErrorKind.UNAVAILABLE, "the model was unloaded", retry_after_s=1))
         self._tokenize_pool.shutdown(wait=False)
+
+
+def _checked(session: InferenceSession, entry: repo.ModelEntry) -> InferenceSession:
+    """The session, if its graph has the inputs and output the server feeds and reads."""
+    input_names = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if OUTPUT_NAME not in outputs or "input_ids" not in input_names or "attention_mask" not in input_names:
+        raise repo.RepositoryError(
+            f"{entry.onnx_path}: expected inputs input_ids/attention_mask and output {OUTPUT_NAME}, "
+            f"found inputs {input_names} and outputs {outputs}")
+    return session
 
 
 def _warm_up(worker: InferenceWorker, tokenizer: TextTokenizer, policy: BatchPolicy) -> int:

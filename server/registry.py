@@ -9,6 +9,7 @@ from collections.abc import Callable
 from . import repository as repo
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
+from .layout import cpus_per_model
 from .model import ServedModel
 from .worker import BatchObserver
 
@@ -64,9 +65,11 @@ class ModelRegistry:
             raise ServerError(ErrorKind.UNAVAILABLE, "no model is loaded", retry_after_s=5)
         return self._models[sorted(self._models)[0]]
 
-    def _load_blocking(self, name: str) -> ServedModel:
+    def _load_blocking(self, name: str, loaded: set[str]) -> ServedModel:
+        """Load `name`; its CPU instances get the CPUs divided among `loaded` plus itself (see layout.py)."""
         entry = repo.find_model(self._config.model_repository, name)
-        return ServedModel.load(entry, self._config, self._on_batch, self._on_fatal)
+        cpu_share = cpus_per_model(len(loaded | {name}))
+        return ServedModel.load(entry, self._config, self._on_batch, self._on_fatal, cpu_share)
 
     def load_startup_models(self) -> None:
         """Load every model (or the configured ones) before the server is ready. Blocking; raises on any failure."""
@@ -74,7 +77,7 @@ class ModelRegistry:
         if not names:
             raise repo.RepositoryError(f"no model found in repository {self._config.model_repository}")
         for name in names:
-            self._models[name] = self._load_blocking(name)
+            self._models[name] = self._load_blocking(name, set(names))
 
     async def load(self, name: str) -> None:
         """Load or reload `name` off the event loop; the old instance keeps serving until the new one is ready."""
@@ -82,7 +85,7 @@ class ModelRegistry:
         async with self._lock:
             loop = asyncio.get_running_loop()
             try:
-                model = await loop.run_in_executor(None, self._load_blocking, name)
+                model = await loop.run_in_executor(None, self._load_blocking, name, set(self._models))
             except repo.ModelNotFound as exc:
                 raise ServerError(ErrorKind.NOT_FOUND, str(exc)) from exc
             except Exception as exc:

@@ -1,4 +1,5 @@
-"""One inference thread: it alone owns its ONNX Runtime session, and loops until its queue closes."""
+"""One model instance's dedicated inference thread: the only thread that runs batches through the instance's session
+(the CPU instances of a model share one session, whose `Run` is thread-safe); it loops until its queue closes."""
 
 from __future__ import annotations
 

@@ -206,3 +206,16 @@ async def test_a_client_leaving_during_the_queue_delay_does_not_stop_the_server(
     finally:
         assert server.stop() == 0
     assert "died" not in server.log()
+
+
+async def test_instance_count_starts_that_many_dedicated_threads(repo):
+    server = start_server(repo, "--instance-count", "2", "--intra-op-threads", "1")
+    try:
+        threads = {t.id for t in psutil.Process(server.process.pid).threads()}
+        async with aiohttp.ClientSession() as session:
+            status, body, _ = await post(session, server.url + "/v1/embeddings", {"model": MODEL, "input": ["a", "b"]})
+        assert status == 200 and len(body["data"]) == 2
+        assert "2 instance(s)" in server.log() and "intra-op threads 1" in server.log()
+        assert len(threads) >= 2
+    finally:
+        assert server.stop() == 0
