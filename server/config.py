@@ -37,6 +37,7 @@ class ServerConfig:
     cpu_memory_arena: bool = True
     batching: BatchingOverrides = field(default_factory=BatchingOverrides)
     batch_overhead_tokens: int = 32
+    max_queue_tokens: int = 1 << 20
     request_timeout_ms: int | None = None
     truncate: bool = True
     max_inputs: int = 2048
@@ -55,6 +56,8 @@ class ServerConfig:
             raise ValueError("instance_count and intra_op_threads must be >= 0 (0 = config.pbtxt / the CPUs)")
         if not 0 <= self.inference_niceness <= 19:
             raise ValueError("inference_niceness must be 0..19")
+        if self.max_queue_tokens < 0:
+            raise ValueError("max_queue_tokens must be >= 0 (0 = no bound)")
         if self.max_inputs < 1 or self.max_request_bytes < 1024:
             raise ValueError("max_inputs must be >= 1 and max_request_bytes >= 1024")
 
@@ -122,6 +125,12 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
     ("--max-queue-size", int, None,
      "Most requests waiting per model; beyond it requests are rejected at once (429 OpenAI/TEI, 503 v2) "
      "with Retry-After (overrides default_queue_policy.max_queue_size)."),
+    ("--max-queue-tokens", int, 1 << 20,
+     "Most tokens per model admitted and not yet answered (being tokenized, queued or computing), counted "
+     "before tokenizing from each text's characters (at most max_seq_length per text) and corrected after; "
+     "beyond it requests are refused at once like a full queue (429 OpenAI/TEI, 503 v2), before their "
+     "tokenization is paid for. A request alone is always admitted. 0 = no bound. --max-queue-size still "
+     "counts requests (Triton's meaning); both apply."),
     ("--batch-overhead-tokens", int, 32,
      "Fixed cost of one model run, in token-steps; the batcher trades padding against this when it splits."),
     ("--request-timeout-ms", int, None,
@@ -201,6 +210,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
                 max_queue_size=args.max_queue_size,
             ),
             batch_overhead_tokens=args.batch_overhead_tokens,
+            max_queue_tokens=args.max_queue_tokens,
             request_timeout_ms=args.request_timeout_ms,
             truncate=args.truncate,
             max_inputs=args.max_inputs,

@@ -14,6 +14,7 @@ import numpy as np
 from onnxruntime import InferenceSession
 
 from . import repository as repo
+from .admission import Ticket, TokenBudget, estimate_id_tokens, estimate_text_tokens
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .scheduler import Job, JobResult, WorkQueue
@@ -90,7 +91,10 @@ class ServedModel:
         self._dispatcher = dispatcher
         self._workers = workers
         self._config = config
+        # One tokenizer thread; what waits for it is bounded by the token budget (requests hold a reservation).
         self._tokenize_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tokenize-{info.name}")
+        self._budget = TokenBudget(config.max_queue_tokens)
+        self._specials = len(tokenizer.prefix) + len(tokenizer.suffix)
         self.broken: BaseException | None = None
 
     @classmethod
@@ -159,6 +163,51 @@ class ServedModel:
             return self.tokenizer.encode_ids(token_lists)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._tokenize_pool, self.tokenizer.encode_ids, token_lists)
+
+    async def embed_texts(self, texts: list[str], *, timeout_ms: int | None = None,
+                          check: Callable[[Tokenized], None] | None = None) -> Embeddings:
+        """Admit (from the texts' sizes), tokenize, `check` the tokens, embed; refusals come before tokenizing."""
+        ticket = self._admit(estimate_text_tokens(texts, self.info.max_seq_length, self._specials))
+        try:
+            tokenized = await self.tokenize_texts(texts)
+            return await self._embed_admitted(tokenized, ticket, timeout_ms, check)
+        finally:
+            ticket.release()
+
+    async def embed_ids(self, token_lists: list[list[int]], *, timeout_ms: int | None = None,
+                        check: Callable[[Tokenized], None] | None = None) -> Embeddings:
+        """As `embed_texts`, for token ids without the model's special tokens."""
+        ticket = self._admit(estimate_id_tokens(token_lists, self.info.max_seq_length, self._specials))
+        try:
+            tokenized = await self.tokenize_ids(token_lists)
+            return await self._embed_admitted(tokenized, ticket, timeout_ms, check)
+        finally:
+            ticket.release()
+
+    async def embed_sequences(self, tokenized: Tokenized, *, timeout_ms: int | None = None) -> Embeddings:
+        """Admit and embed sequences that already hold the model's special tokens (KServe's input_ids)."""
+        ticket = self._admit(tokenized.token_count)
+        try:
+            return await self.embed(tokenized, timeout_ms=timeout_ms)
+        finally:
+            ticket.release()
+
+    def _admit(self, estimated_tokens: int) -> Ticket:
+        if self.broken is not None:
+            raise ServerError(ErrorKind.UNAVAILABLE, f"model {self.info.name} is not healthy", retry_after_s=5)
+        try:
+            self._dispatcher.queue.check_room()
+            return self._budget.reserve(estimated_tokens)
+        except ServerError:
+            self.stats.record_failure(0)
+            raise
+
+    async def _embed_admitted(self, tokenized: Tokenized, ticket: Ticket, timeout_ms: int | None,
+                              check: Callable[[Tokenized], None] | None) -> Embeddings:
+        if check is not None:
+            check(tokenized)
+        ticket.resize(tokenized.token_count)
+        return await self.embed(tokenized, timeout_ms=timeout_ms)
 
     async def embed(self, tokenized: Tokenized, *, timeout_ms: int | None = None) -> Embeddings:
         """Queue the sequences and wait for their embeddings (rows in input order)."""

@@ -103,13 +103,21 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._jobs)
 
+    def check_room(self) -> None:
+        """Raise what `put` would raise now: lets a request be refused before its tokenization is paid for."""
+        with self._cond:
+            self._check_room()
+
+    def _check_room(self) -> None:
+        if self._closed:
+            raise ServerError(ErrorKind.UNAVAILABLE, "the model is being unloaded or the server is stopping",
+                              retry_after_s=1)
+        if self.max_requests and len(self._jobs) >= self.max_requests:
+            raise ServerError(ErrorKind.OVERLOADED, "Exceeds maximum queue size", retry_after_s=1)
+
     def put(self, job: Job) -> None:
         with self._cond:
-            if self._closed:
-                raise ServerError(ErrorKind.UNAVAILABLE, "the model is being unloaded or the server is stopping",
-                                  retry_after_s=1)
-            if self.max_requests and len(self._jobs) >= self.max_requests:
-                raise ServerError(ErrorKind.OVERLOADED, "Exceeds maximum queue size", retry_after_s=1)
+            self._check_room()
             self._jobs.append(job)
             self._items += len(job.sequences)
             self._cond.notify()

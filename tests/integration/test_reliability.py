@@ -219,3 +219,30 @@ async def test_instance_count_starts_that_many_dedicated_threads(repo):
         assert len(threads) >= 2
     finally:
         assert server.stop() == 0
+
+
+async def test_a_flood_of_large_requests_is_refused_before_it_is_tokenized(repo):
+    """Issue 14 item 5: admission (a token budget) comes before tokenization, so the refused requests never
+    wait for, nor cost, the tokenizer thread the admitted one holds."""
+    server = start_server(repo, "--max-queue-tokens", "65536")
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            url = server.url + "/v1/embeddings"
+            big = {"model": MODEL, "input": [LONG + str(i) for i in range(256)]}  # ~256 x 256 tokens: fills it
+            first = asyncio.create_task(post(session, url, big))
+            await asyncio.sleep(0.2)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            flood = await asyncio.gather(*(post(session, url, big) for _ in range(8)))
+            refused_in = loop.time() - started
+            assert [status for status, _, _ in flood] == [429] * 8
+            assert all(headers["Retry-After"] == "1" for _, _, headers in flood)
+            assert not first.done(), "the flood was answered only after the admitted request finished"
+            assert refused_in < 5.0
+            status, body, _ = await first
+            assert status == 200 and len(body["data"]) == 256
+            assert await metric(session, server.url, "nv_inference_count") == 256
+            status, _, _ = await post(session, url, big)  # the budget was released
+            assert status == 200
+    finally:
+        assert server.stop() == 0
