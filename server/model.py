@@ -22,7 +22,8 @@ from .layout import instance_specs
 from .session import create_session, release_freed_memory
 from .statistics import ModelStatistics
 from .tokenizer import TextTokenizer, Tokenized
-from .dispatch import BatchDispatcher, BatchPolicy
+from .batching import BatchingPolicy
+from .dispatch import BatchDispatcher
 from .worker import BatchObserver, InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class ModelInfo:
     device: str
 
 
-def _policy(entry: repo.ModelEntry, config: ServerConfig) -> tuple[BatchPolicy, int]:
+def _policy(entry: repo.ModelEntry, config: ServerConfig) -> tuple[BatchingPolicy, int]:
     overrides = config.batching
     batching = entry.config.dynamic_batching
     max_batch_size = overrides.max_batch_size or entry.config.max_batch_size or 1
@@ -69,7 +70,7 @@ def _policy(entry: repo.ModelEntry, config: ServerConfig) -> tuple[BatchPolicy, 
     queue_size = overrides.max_queue_size
     if queue_size is None:
         queue_size = batching.default_queue_policy.max_queue_size
-    policy = BatchPolicy(max_batch_size, max_tokens, delay_us / 1e6, config.batch_overhead_tokens)
+    policy = BatchingPolicy(max_batch_size, max_tokens, delay_us / 1e6, config.batch_overhead_tokens)
     return policy, queue_size
 
 
@@ -259,7 +260,7 @@ def _checked(session: InferenceSession, entry: repo.ModelEntry) -> InferenceSess
     return session
 
 
-def _warm_up(worker: InferenceWorker, tokenizer: TextTokenizer, policy: BatchPolicy) -> int:
+def _warm_up(worker: InferenceWorker, tokenizer: TextTokenizer, policy: BatchingPolicy) -> int:
     """Run the largest batch the policy allows (and a single short text); return the embedding dimension."""
     length = tokenizer.max_seq_length
     count = max(1, min(policy.max_batch_size, policy.max_batch_tokens // length))

@@ -10,6 +10,7 @@ future is done (the client went away, or it already failed) is dropped before it
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections import deque
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .batching import BatchingPolicy
 from .errors import ErrorKind, ServerError
 
 
@@ -41,9 +43,11 @@ class Job:
     compute_infer_ns: int = 0
     compute_output_ns: int = 0
     settled: bool = False
+    taken: int = 0  # texts handed to rounds so far (rounds take a request's texts in order)
 
     def __post_init__(self) -> None:
         self.remaining = len(self.sequences)
+        self.lengths = np.fromiter((len(s) for s in self.sequences), dtype=np.int64, count=len(self.sequences))
 
     @property
     def abandoned(self) -> bool:
@@ -65,6 +69,7 @@ class Job:
 
 
 Outcome = tuple[asyncio.AbstractEventLoop, "asyncio.Future[JobResult]", JobResult]
+Item = tuple[Job, int]  # a request and the index of one of its texts
 
 
 def deliver(outcomes: list[Outcome]) -> None:
@@ -91,7 +96,8 @@ def _settle(future: asyncio.Future[JobResult], result: JobResult | None, error: 
 
 
 class WorkQueue:
-    """A bounded FIFO of jobs shared by the inference threads of one model."""
+    """A bounded FIFO of jobs shared by the inference threads of one model; a job leaves it once every text
+    of it was taken into a round (`max_requests` counts the jobs still in it, as Triton's max_queue_size)."""
 
     def __init__(self, max_requests: int) -> None:
         self.max_requests = max_requests
@@ -122,11 +128,13 @@ class WorkQueue:
             self._items += len(job.sequences)
             self._cond.notify()
 
-    def take(self, max_items: int, max_delay_s: float) -> list[Job] | None:
-        """Block for work; return whole jobs in FIFO order, about `max_items` texts, or None once closed and empty.
+    def take(self, policy: BatchingPolicy) -> list[Item] | None:
+        """Block for work; return one round of texts (`policy.shares`: every queued request gets turns, oldest
+        first), or None once closed and empty.
 
-        With a delay, wait until `max_items` texts are queued or the oldest job has waited `max_delay_s`. Jobs may
-        be discarded (their clients went away) during that wait; then the wait starts over with what is left.
+        With a batching window (`policy.max_queue_delay_s`), wait until a round's worth of texts is queued or the
+        oldest request has waited that long. Requests may be discarded (their clients went away) during that
+        wait; then the wait starts over with what is left.
         """
         with self._cond:
             while True:
@@ -134,10 +142,10 @@ class WorkQueue:
                     self._cond.wait()
                 if not self._jobs:
                     return None
-                if max_delay_s > 0:
-                    self._wait_for_more(max_items, max_delay_s)
+                if policy.max_queue_delay_s > 0:
+                    self._wait_for_more(policy.round_items, policy.max_queue_delay_s)
                 if self._jobs:
-                    return self._pop_up_to(max_items)
+                    return self._take_round(policy)
 
     def _wait_for_more(self, max_items: int, max_delay_s: float) -> None:
         """Called with the lock held and a job queued: wait out the oldest job's batching window."""
@@ -147,15 +155,18 @@ class WorkQueue:
                 return
             self._cond.wait(remaining)
 
-    def _pop_up_to(self, max_items: int) -> list[Job]:
-        jobs = [self._jobs.popleft()]
-        taken = len(jobs[0].sequences)
-        while self._jobs and taken + len(self._jobs[0].sequences) <= max_items:
-            job = self._jobs.popleft()
-            taken += len(job.sequences)
-            jobs.append(job)
-        self._items -= taken
-        return jobs
+    def _take_round(self, policy: BatchingPolicy) -> list[Item]:
+        """Called with the lock held: at most `round_items` requests can have a turn in one round."""
+        jobs = list(itertools.islice(self._jobs, policy.round_items))
+        shares = policy.shares([job.lengths[job.taken:] for job in jobs])
+        items: list[Item] = []
+        for job, share in zip(jobs, shares):
+            items += [(job, index) for index in range(job.taken, job.taken + share)]
+            job.taken += share
+        if any(job.taken == len(job.sequences) for job in jobs):
+            self._jobs = deque(job for job in self._jobs if job.taken < len(job.sequences))
+        self._items -= len(items)
+        return items
 
     def discard(self, job: Job) -> None:
         """Free the slot of a job whose client went away while it was still queued."""
@@ -164,7 +175,7 @@ class WorkQueue:
                 self._jobs.remove(job)
             except ValueError:
                 return
-            self._items -= len(job.sequences)
+            self._items -= len(job.sequences) - job.taken
 
     def close(self) -> None:
         """No new jobs; threads finish what is queued, then `take` returns None."""

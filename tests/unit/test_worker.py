@@ -10,7 +10,8 @@ import pytest
 from server.errors import ErrorKind, ServerError
 from server.scheduler import Job, WorkQueue
 from server.statistics import ModelStatistics
-from server.dispatch import BatchDispatcher, BatchPolicy
+from server.batching import BatchingPolicy as BatchPolicy
+from server.dispatch import BatchDispatcher
 from server.worker import InferenceWorker
 
 MARKER = 999
