@@ -134,7 +134,8 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
     ("--batch-overhead-tokens", int, 32,
      "Fixed cost of one model run, in token-steps; the batcher trades padding against this when it splits."),
     ("--request-timeout-ms", int, None,
-     "Deadline for a request to start computing; a request still queued past it gets 503 without using compute."),
+     "Deadline for a request to start computing, from when it is queued; at the deadline a request none of whose "
+     "texts has started computing gets 503 (Retry-After) at once, frees its queue slot and costs no compute."),
     ("--truncate", _bool, True,
      "Truncate inputs longer than the model's max_seq_length (counted in a metric and a response header); "
      "false rejects them."),

@@ -97,10 +97,20 @@ class BatchDispatcher:
             return False
         if job.expired(time.monotonic()):
             self._stats.record_failure(time.perf_counter_ns() - job.enqueued_ns)
-            job.fail(ServerError(ErrorKind.TIMEOUT, "Request timeout expired before computing started",
-                                 retry_after_s=1))
+            job.fail(_timeout())
             return False
         return True
+
+    def expire(self, job: Job) -> None:
+        """Deadline timer (event loop): fail `job` with a timeout unless one of its batches started computing,
+        and free its queue slot. Under the lock that hands out batches, so a job is started or expired, never
+        both."""
+        with self._cond:
+            if job.started_ns or job.abandoned:
+                return
+            self._stats.record_failure(time.perf_counter_ns() - job.enqueued_ns)
+            job.fail(_timeout())
+        self.queue.discard(job)
 
     def fail_all(self, error: BaseException) -> None:
         """Answer every request still queued or planned with `error`."""
@@ -111,3 +121,7 @@ class BatchDispatcher:
             if not job.settled:
                 job.fail(error)
         self.queue.fail_all(error)
+
+
+def _timeout() -> ServerError:
+    return ServerError(ErrorKind.TIMEOUT, "Request timeout expired before computing started", retry_after_s=1)

@@ -211,7 +211,11 @@ class ServedModel:
         return await self.embed(tokenized, timeout_ms=timeout_ms)
 
     async def embed(self, tokenized: Tokenized, *, timeout_ms: int | None = None) -> Embeddings:
-        """Queue the sequences and wait for their embeddings (rows in input order)."""
+        """Queue the sequences and wait for their embeddings (rows in input order).
+
+        With a deadline (`timeout_ms`, else --request-timeout-ms), a loop timer fails the request with 503 the
+        moment it passes if no batch of it has started computing, and frees its queue slot.
+        """
         if self.broken is not None:
             raise ServerError(ErrorKind.UNAVAILABLE, f"model {self.info.name} is not healthy", retry_after_s=5)
         self.stats.record_truncated(tokenized.truncated)
@@ -226,6 +230,9 @@ class ServedModel:
             raise
         self.stats.change_pending(1)
         job.future.add_done_callback(lambda f: f.cancelled() and self._dispatcher.queue.discard(job))
+        if timeout_ms:
+            timer = loop.call_later(timeout_ms / 1000, self._dispatcher.expire, job)
+            job.future.add_done_callback(lambda f: timer.cancel())
         try:
             result: JobResult = await job.future
         finally:

@@ -275,3 +275,31 @@ async def test_a_small_request_does_not_wait_behind_a_huge_one(repo):
             huge.cancel()
     finally:
         assert server.stop() == 0
+
+
+async def test_a_deadline_fails_a_waiting_request_on_time_and_frees_its_slot(repo):
+    """Issue 14 item 14: the loop fails a request whose deadline passed before it started computing, at the
+    deadline, not when a worker reaches it; its queue slot is free at once."""
+    server = start_server(repo, "--request-timeout-ms", "300", "--max-queue-size", "2",
+                          "--max-batch-size", "64", "--max-batch-tokens", "16384")  # runs of 64 x 256 tokens
+    try:
+        async with aiohttp.ClientSession() as session, aiohttp.ClientSession() as big_session:
+            url = server.url + "/v1/embeddings"
+            huge = asyncio.create_task(post(big_session, url, {"model": MODEL, "input": [LONG] * 2048}, timeout=600))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while await metric(session, server.url, "nv_inference_exec_count") == 0:  # the huge one is computing
+                assert loop.time() < deadline and not huge.done()
+                await asyncio.sleep(0.05)
+            answers = []
+            for text in ("first", "second", "third"):
+                started = loop.time()
+                status, body, headers = await post(session, url, {"model": MODEL, "input": text})
+                answers.append((status, loop.time() - started))
+            statuses = [status for status, _ in answers]
+            assert set(statuses) <= {200, 503} and 503 in statuses, answers  # never 429: expired slots were freed
+            assert all(waited < 0.3 + 0.7 for status, waited in answers if status == 503), answers
+            assert not huge.done()
+            huge.cancel()
+    finally:
+        assert server.stop() == 0

@@ -237,3 +237,20 @@ async def test_a_planning_error_fails_its_round_and_the_thread_keeps_serving(rig
     queue.put(second)
     assert (await asyncio.wait_for(second.future, 5)).embeddings[0, 0] == 7
     assert worker.is_alive() and not fatal
+
+
+async def test_expire_fails_a_waiting_request_at_once_and_frees_its_slot_but_spares_a_started_one():
+    queue, stats = WorkQueue(max_requests=2), ModelStatistics("fake", 1)
+    dispatcher = BatchDispatcher(queue, BatchPolicy(8, 1024, 0.0, 0), stats)
+    loop = asyncio.get_running_loop()
+    waiting, started = job(loop, [1, 2]), job(loop, [3])
+    queue.put(waiting)
+    queue.put(started)
+    started.started_ns = time.perf_counter_ns()  # as next_batch marks it when its first batch is handed out
+    dispatcher.expire(waiting)
+    dispatcher.expire(started)
+    with pytest.raises(ServerError) as info:
+        await asyncio.wait_for(waiting.future, 1)
+    assert info.value.kind is ErrorKind.TIMEOUT and stats.fail.count == 1
+    assert len(queue) == 1 and not started.future.done()
+    queue.put(job(loop, [4]))  # the expired request's slot is free again
