@@ -271,9 +271,17 @@ def _warm_up(worker: InferenceWorker, tokenizer: TextTokenizer, policy: Batching
     """Run the largest batch the policy allows (and a single short text); return the embedding dimension."""
     length = tokenizer.max_seq_length
     count = max(1, min(policy.max_batch_size, policy.max_batch_tokens // length))
-    filler = tokenizer.encode_texts(["warm up " * length]).sequences[0]
-    output = worker.run_batch_now([filler] * count)
+    output = worker.run_batch_now([_longest_sequence(tokenizer)] * count)
     worker.run_batch_now([tokenizer.encode_texts(["warm up"]).sequences[0]])
     if output.ndim != 2 or output.shape[0] != count or not np.isfinite(output).all():
         raise repo.RepositoryError(f"warm-up produced output of shape {output.shape} or non-finite values")
     return int(output.shape[1])
+
+
+def _longest_sequence(tokenizer: TextTokenizer) -> np.ndarray:
+    """A sequence of exactly max_seq_length tokens, built from token ids: it fits whether or not the server
+    truncates (a long text would be refused by a server started with --truncate false)."""
+    words = tokenizer.encode_texts(["warm up"]).sequences[0]
+    words = words[len(tokenizer.prefix): len(words) - len(tokenizer.suffix)]
+    room = max(1, tokenizer.max_seq_length - len(tokenizer.prefix) - len(tokenizer.suffix))
+    return tokenizer.encode_ids([np.resize(words, room).tolist()]).sequences[0]

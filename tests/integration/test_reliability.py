@@ -303,3 +303,18 @@ async def test_a_deadline_fails_a_waiting_request_on_time_and_frees_its_slot(rep
             huge.cancel()
     finally:
         assert server.stop() == 0
+
+
+async def test_a_server_that_does_not_truncate_starts_loads_and_refuses_long_inputs(repo):
+    """Issue 14 item 9: the warm-up batch must fit max_seq_length when --truncate false, at start and on /load."""
+    server = start_server(repo, "--truncate", "false", "--model-control", "true")
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{server.url}/v2/repository/models/{MODEL}/load") as response:
+                assert response.status == 200, await response.text()
+            status, body, _ = await post(session, server.url + "/v1/embeddings", {"model": MODEL, "input": "short"})
+            assert status == 200 and len(body["data"][0]["embedding"]) == 384
+            status, body, _ = await post(session, server.url + "/v1/embeddings", {"model": MODEL, "input": LONG})
+            assert status == 400 and "max_seq_length" in body["error"]["message"]
+    finally:
+        assert server.stop() == 0
