@@ -19,7 +19,7 @@ from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .scheduler import Job, JobResult, WorkQueue
 from .layout import instance_specs
-from .session import create_session, release_freed_memory
+from .session import SessionSpec, create_session, release_freed_memory
 from .statistics import ModelStatistics
 from .tokenizer import TextTokenizer, Tokenized
 from .batching import BatchingPolicy
@@ -97,6 +97,7 @@ class ServedModel:
         self._budget = TokenBudget(config.max_queue_tokens)
         self._specials = len(tokenizer.prefix) + len(tokenizer.suffix)
         self.broken: BaseException | None = None
+        self._successor: ServedModel | None = None  # set when a reload replaced this instance
 
     @classmethod
     def load(
@@ -104,12 +105,14 @@ class ServedModel:
         entry: repo.ModelEntry,
         config: ServerConfig,
         on_batch: Callable[[str], BatchObserver],
-        on_fatal: Callable[[str, BaseException], None],
+        on_fatal: Callable[[ServedModel, BaseException], None],
         cpu_share: int | None = None,
     ) -> ServedModel:
         """Build sessions, warm each with a largest-size batch, start one thread per instance. Blocking.
 
-        `cpu_share` is how many CPUs this model's CPU instances may use together (default: all of them).
+        `cpu_share` is how many CPUs this model's CPU instances may use together (default: all of them). A dying
+        inference thread calls `on_fatal` with this ServedModel (not its name: during a reload the name may
+        already belong to its successor).
         """
         started = time.monotonic()
         max_seq_length = int(entry.parameter(repo.PARAM_MAX_SEQ_LENGTH, "0") or 0)
@@ -120,19 +123,9 @@ class ServedModel:
         stats = ModelStatistics(entry.name, entry.version)
         dispatcher = BatchDispatcher(WorkQueue(queue_size), policy, stats)
         specs = instance_specs(entry, config, cpu_share)
-        workers: list[InferenceWorker] = []
-        dimension = 0
-        for spec in specs:
-            session = _checked(create_session(spec), entry)
-            instance = [
-                InferenceWorker(
-                    f"infer-{entry.name}-{len(workers) + k}", session, [i.name for i in session.get_inputs()],
-                    OUTPUT_NAME, tokenizer.pad_id, dispatcher, stats, on_batch(entry.name),
-                    lambda exc, name=entry.name: on_fatal(name, exc), spec.niceness)
-                for k in range(spec.instances)
-            ]
-            dimension = _warm_up(instance[0], tokenizer, policy)
-            workers += instance
+        owner: list[ServedModel] = []
+        workers, dimension = _build_instances(
+            entry, specs, tokenizer, dispatcher, stats, on_batch(entry.name), lambda exc: on_fatal(owner[0], exc))
         info = ModelInfo(
             name=entry.name, version=entry.version, dimension=dimension, max_seq_length=max_seq_length,
             pooling=entry.parameter(repo.PARAM_POOLING, "unknown") or "unknown",
@@ -142,12 +135,14 @@ class ServedModel:
             max_batch_size=policy.max_batch_size, max_batch_tokens=policy.max_batch_tokens,
             max_queue_size=queue_size, device=specs[0].device,
         )
+        model = cls(info, tokenizer, dispatcher, workers, stats, config, entry)
+        owner.append(model)
         release_freed_memory()
         for worker in workers:
             worker.start()
         log.info("model %s v%d ready: %d instance(s) on %s, dim %d, warm-up and load %.1fs", info.name,
                  info.version, len(workers), info.device, dimension, time.monotonic() - started)
-        return cls(info, tokenizer, dispatcher, workers, stats, config, entry)
+        return model
 
     @property
     def healthy(self) -> bool:
@@ -168,6 +163,8 @@ class ServedModel:
     async def embed_texts(self, texts: list[str], *, timeout_ms: int | None = None,
                           check: Callable[[Tokenized], None] | None = None) -> Embeddings:
         """Admit (from the texts' sizes), tokenize, `check` the tokens, embed; refusals come before tokenizing."""
+        if self._successor is not None:  # reloaded since the route picked this instance
+            return await self._successor.embed_texts(texts, timeout_ms=timeout_ms, check=check)
         ticket = self._admit(estimate_text_tokens(texts, self.info.max_seq_length, self._specials))
         try:
             tokenized = await self.tokenize_texts(texts)
@@ -178,6 +175,8 @@ class ServedModel:
     async def embed_ids(self, token_lists: list[list[int]], *, timeout_ms: int | None = None,
                         check: Callable[[Tokenized], None] | None = None) -> Embeddings:
         """As `embed_texts`, for token ids without the model's special tokens."""
+        if self._successor is not None:  # reloaded since the route picked this instance
+            return await self._successor.embed_ids(token_lists, timeout_ms=timeout_ms, check=check)
         ticket = self._admit(estimate_id_tokens(token_lists, self.info.max_seq_length, self._specials))
         try:
             tokenized = await self.tokenize_ids(token_lists)
@@ -187,6 +186,8 @@ class ServedModel:
 
     async def embed_sequences(self, tokenized: Tokenized, *, timeout_ms: int | None = None) -> Embeddings:
         """Admit and embed sequences that already hold the model's special tokens (KServe's input_ids)."""
+        if self._successor is not None:
+            return await self._successor.embed_sequences(tokenized, timeout_ms=timeout_ms)
         ticket = self._admit(tokenized.token_count)
         try:
             return await self.embed(tokenized, timeout_ms=timeout_ms)
@@ -225,7 +226,9 @@ class ServedModel:
         job = Job(tokenized.sequences, loop, loop.create_future(), deadline)
         try:
             self._dispatcher.queue.put(job)
-        except ServerError:
+        except ServerError as exc:
+            if self._successor is not None and exc.kind is ErrorKind.UNAVAILABLE:  # reloaded while tokenizing
+                return await self._successor.embed(tokenized, timeout_ms=timeout_ms)
             self.stats.record_failure(0)
             raise
         self.stats.change_pending(1)
@@ -245,15 +248,44 @@ class ServedModel:
         self._dispatcher.fail_all(
             ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
 
-    async def stop(self, timeout_s: float = 30.0) -> None:
-        """Finish queued work, then end the threads."""
+    def retire(self, successor: ServedModel) -> None:
+        """A reload replaced this instance: requests that reach it from now on go to `successor`."""
+        self._successor = successor
+
+    async def stop(self, timeout_s: float | None = 30.0) -> None:
+        """Take no new work, let the threads finish everything queued (for at most `timeout_s`; None: until done),
+        then answer whatever is left with 503. A retired instance drains fully: its model stays loaded."""
         self._dispatcher.queue.close()
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + timeout_s
-        for worker in self._workers:
-            await loop.run_in_executor(None, worker.join, max(0.0, deadline - time.monotonic()))
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while any(w.is_alive() for w in self._workers) and (deadline is None or time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
         self._dispatcher.fail_all(ServerError(ErrorKind.UNAVAILABLE, "the model was unloaded", retry_after_s=1))
         self._tokenize_pool.shutdown(wait=False)
+
+
+def _build_instances(
+    entry: repo.ModelEntry,
+    specs: list[SessionSpec],
+    tokenizer: TextTokenizer,
+    dispatcher: BatchDispatcher,
+    stats: ModelStatistics,
+    on_batch: BatchObserver,
+    on_fatal: Callable[[BaseException], None],
+) -> tuple[list[InferenceWorker], int]:
+    """Build and warm every session; one (not yet started) inference thread per instance. Returns the threads
+    and the embedding dimension."""
+    workers: list[InferenceWorker] = []
+    dimension = 0
+    for spec in specs:
+        session = _checked(create_session(spec), entry)
+        instance = [
+            InferenceWorker(f"infer-{entry.name}-{len(workers) + k}", session, [i.name for i in session.get_inputs()],
+                            OUTPUT_NAME, tokenizer.pad_id, dispatcher, stats, on_batch, on_fatal, spec.niceness)
+            for k in range(spec.instances)
+        ]
+        dimension = _warm_up(instance[0], tokenizer, dispatcher.policy)
+        workers += instance
+    return workers, dimension
 
 
 def _checked(session: InferenceSession, entry: repo.ModelEntry) -> InferenceSession:

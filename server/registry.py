@@ -28,13 +28,14 @@ class ModelRegistry:
         self,
         config: ServerConfig,
         on_batch: Callable[[str], BatchObserver],
-        on_fatal: Callable[[str, BaseException], None],
+        on_fatal: Callable[[ServedModel, BaseException], None],
     ) -> None:
         self._config = config
         self._on_batch = on_batch
         self._on_fatal = on_fatal
         self._models: dict[str, ServedModel] = {}
         self._unavailable: dict[str, str] = {}
+        self._retiring: set[ServedModel] = set()  # replaced by a reload, finishing what they had queued
         self._lock = asyncio.Lock()
 
     @property
@@ -46,6 +47,10 @@ class ModelRegistry:
 
     def __len__(self) -> int:
         return len(self._models)
+
+    def is_serving(self, model: ServedModel) -> bool:
+        """Whether `model` is the instance its name routes to (not one a reload replaced, nor unloaded)."""
+        return self._models.get(model.info.name) is model
 
     def names(self) -> list[str]:
         return sorted(self._models)
@@ -80,7 +85,8 @@ class ModelRegistry:
             self._models[name] = self._load_blocking(name, set(names))
 
     async def load(self, name: str) -> None:
-        """Load or reload `name` off the event loop; the old instance keeps serving until the new one is ready."""
+        """Load or reload `name` off the event loop; the old instance keeps serving until the new one is ready,
+        then drains everything it had accepted (in the background: the load returns when the new one serves)."""
         _check_name(name)
         async with self._lock:
             loop = asyncio.get_running_loop()
@@ -97,7 +103,10 @@ class ModelRegistry:
             self._models[name] = model
             self._unavailable.pop(name, None)
         if old is not None:
-            await old.stop(self._config.shutdown_grace_s)
+            old.retire(model)
+            self._retiring.add(old)
+            task = asyncio.ensure_future(old.stop(None))
+            task.add_done_callback(lambda _: self._retiring.discard(old))
 
     async def unload(self, name: str) -> None:
         """Stop routing to `name`; requests already queued on it finish first."""
@@ -124,5 +133,6 @@ class ModelRegistry:
         return rows
 
     async def stop_all(self) -> None:
-        models, self._models = list(self._models.values()), {}
+        """Stop every instance, serving or still draining after a reload, within the shutdown grace."""
+        models, self._models = [*self._models.values(), *self._retiring], {}
         await asyncio.gather(*(m.stop(self._config.shutdown_grace_s) for m in models))

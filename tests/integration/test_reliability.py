@@ -11,7 +11,7 @@ import aiohttp
 import psutil
 import pytest
 
-from .faulty_server import DIE_ID, FAIL_ID
+from .faulty_server import DIE_ID, FAIL_ID, SLOW_ID
 from .repo_copy import copy_model, link_model
 from .serverproc import ROOT, free_port, http_status, start_server
 
@@ -318,3 +318,41 @@ async def test_a_server_that_does_not_truncate_starts_loads_and_refuses_long_inp
             assert status == 400 and "max_seq_length" in body["error"]["message"]
     finally:
         assert server.stop() == 0
+
+
+async def test_a_reload_drains_the_old_instance_and_its_thread_death_stays_its_own(repo, tmp_path):
+    """Issue 14 item 13: requests accepted by an instance a reload replaced are answered by it (not 503 "the
+    model was unloaded" when --shutdown-grace-s runs out), and a thread death in it neither marks the new
+    instance broken nor stops the process."""
+    gate = tmp_path / "gate"
+    server = start_server(repo, "--shutdown-grace-s", "1", "--model-control", "true",
+                          module="tests.integration.faulty_server", env={"FAULTY_GATE": str(gate)})
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = server.url + "/v1/embeddings"
+            slow = asyncio.create_task(post(session, url, {"model": MODEL, "input": [[SLOW_ID, 2000]]}))
+            await asyncio.sleep(0.5)  # the slow request holds the old instance's only thread
+            queued = asyncio.create_task(post(session, url, {"model": MODEL, "input": "queued on the old one"}))
+            # longer than `queued`, so planned into a later batch: it kills the old thread after `queued` ran
+            dying = asyncio.create_task(post(session, url, {"model": MODEL, "input": [[DIE_ID] + [2000] * 300]}))
+            await asyncio.sleep(0.3)
+            async with session.post(f"{server.url}/v2/repository/models/{MODEL}/load") as response:
+                assert response.status == 200, await response.text()
+            status, _, _ = await post(session, url, {"model": MODEL, "input": "served by the new instance"})
+            assert status == 200 and not slow.done()
+            await asyncio.sleep(1.5)  # past --shutdown-grace-s: the old instance must still be draining
+            gate.touch()
+            status, body, _ = await asyncio.wait_for(slow, 60)
+            assert status == 200 and len(body["data"]) == 1, body
+            status, body, _ = await asyncio.wait_for(queued, 60)
+            assert status == 200 and len(body["data"]) == 1, body
+            status, body, _ = await asyncio.wait_for(dying, 60)
+            assert status == 503 and "inference thread stopped" in body["error"]["message"], body
+            await asyncio.sleep(0.5)
+            assert http_status(server.url + "/v2/health/ready") == 200 and server.process.poll() is None
+            status, _, _ = await post(session, url, {"model": MODEL, "input": "still served"})
+            assert status == 200
+    finally:
+        gate.touch()
+        assert server.stop() == 0
+    assert "replaced instance" in server.log()
