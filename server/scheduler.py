@@ -97,12 +97,14 @@ def _settle(future: asyncio.Future[JobResult], result: JobResult | None, error: 
 
 class WorkQueue:
     """A bounded FIFO of jobs shared by the inference threads of one model; a job leaves it once every text
-    of it was taken into a round (`max_requests` counts the jobs still in it, as Triton's max_queue_size)."""
+    of it was taken into a round. `max_requests` bounds the jobs none of whose texts was taken yet (Triton's
+    max_queue_size: requests waiting, not those being computed)."""
 
     def __init__(self, max_requests: int) -> None:
         self.max_requests = max_requests
         self._jobs: deque[Job] = deque()
         self._items = 0
+        self._waiting = 0  # jobs none of whose texts was taken yet: what max_requests bounds
         self._closed = False
         self._cond = threading.Condition()
 
@@ -118,7 +120,7 @@ class WorkQueue:
         if self._closed:
             raise ServerError(ErrorKind.UNAVAILABLE, "the model is being unloaded or the server is stopping",
                               retry_after_s=1)
-        if self.max_requests and len(self._jobs) >= self.max_requests:
+        if self.max_requests and self._waiting >= self.max_requests:
             raise ServerError(ErrorKind.OVERLOADED, "Exceeds maximum queue size", retry_after_s=1)
 
     def put(self, job: Job) -> None:
@@ -126,6 +128,7 @@ class WorkQueue:
             self._check_room()
             self._jobs.append(job)
             self._items += len(job.sequences)
+            self._waiting += 1
             self._cond.notify()
 
     def take(self, policy: BatchingPolicy) -> list[Item] | None:
@@ -162,6 +165,7 @@ class WorkQueue:
         items: list[Item] = []
         for job, share in zip(jobs, shares):
             items += [(job, index) for index in range(job.taken, job.taken + share)]
+            self._waiting -= job.taken == 0 and share > 0
             job.taken += share
         if any(job.taken == len(job.sequences) for job in jobs):
             self._jobs = deque(job for job in self._jobs if job.taken < len(job.sequences))
@@ -176,6 +180,7 @@ class WorkQueue:
             except ValueError:
                 return
             self._items -= len(job.sequences) - job.taken
+            self._waiting -= job.taken == 0
 
     def close(self) -> None:
         """No new jobs; threads finish what is queued, then `take` returns None."""
@@ -187,6 +192,6 @@ class WorkQueue:
         with self._cond:
             jobs = list(self._jobs)
             self._jobs.clear()
-            self._items = 0
+            self._items = self._waiting = 0
         for job in jobs:
             job.fail(error)

@@ -280,7 +280,7 @@ async def test_a_small_request_does_not_wait_behind_a_huge_one(repo):
 async def test_a_deadline_fails_a_waiting_request_on_time_and_frees_its_slot(repo):
     """Issue 14 item 14: the loop fails a request whose deadline passed before it started computing, at the
     deadline, not when a worker reaches it; its queue slot is free at once."""
-    server = start_server(repo, "--request-timeout-ms", "300", "--max-queue-size", "2",
+    server = start_server(repo, "--request-timeout-ms", "300", "--max-queue-size", "1",
                           "--max-batch-size", "64", "--max-batch-tokens", "16384")  # runs of 64 x 256 tokens
     try:
         async with aiohttp.ClientSession() as session, aiohttp.ClientSession() as big_session:

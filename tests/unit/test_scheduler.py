@@ -41,7 +41,10 @@ async def test_take_returns_texts_fifo_up_to_the_round_limit_and_keeps_the_rest_
         queue.put(job)
     assert queue.take(rounds_of(7)) == [(jobs[0], 0), (jobs[0], 1), (jobs[0], 2), (jobs[1], 0), (jobs[1], 1),
                                         (jobs[1], 2), (jobs[2], 0)]
-    assert len(queue) == 2  # jobs[2] keeps two untaken texts, and its slot
+    assert len(queue) == 2  # jobs[2] keeps two untaken texts
+    queue.max_requests = 2
+    queue.put(make_job(loop))  # but only jobs[3] is still waiting: a slot is free
+    queue.discard(queue._jobs[-1])
     assert queue.take(rounds_of(3)) == [(jobs[2], 1), (jobs[2], 2), (jobs[3], 0)]
     assert queue.take(rounds_of(64)) == [(jobs[3], 1), (jobs[3], 2)] and len(queue) == 0
 
