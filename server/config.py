@@ -123,8 +123,9 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
      "How long a batch may wait for more work (overrides dynamic_batching.max_queue_delay_microseconds). "
      "0 runs as soon as an instance is free."),
     ("--max-queue-size", int, None,
-     "Most requests waiting per model; beyond it requests are rejected at once (429 OpenAI/TEI, 503 v2) "
-     "with Retry-After (overrides default_queue_policy.max_queue_size)."),
+     "Most requests waiting per model (queued, none of their texts computing yet: Triton's meaning); beyond it "
+     "requests are rejected at once, before tokenizing (429 OpenAI/TEI, 503 v2) with Retry-After (overrides "
+     "default_queue_policy.max_queue_size)."),
     ("--max-queue-tokens", int, 1 << 20,
      "Most tokens per model admitted and not yet answered (being tokenized, queued or computing), counted "
      "before tokenizing from each text's characters (at most max_seq_length per text) and corrected after; "
