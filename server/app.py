@@ -13,6 +13,7 @@ from aiohttp import web
 from .config import ServerConfig
 from .metrics import Metrics
 from .middleware import auth_middleware, errors_middleware
+from .model import ServedModel
 from .registry import ModelRegistry
 from .routes import docs, health, kserve, openai, tei
 from .state import CONFIG, LIFECYCLE, METRICS, REGISTRY, Lifecycle
@@ -38,8 +39,8 @@ def _models_ctx(exit_on_fatal: bool):
         loop = asyncio.get_running_loop()
         lifecycle = app[LIFECYCLE]
 
-        def on_fatal(model_name: str, exc: BaseException) -> None:
-            loop.call_soon_threadsafe(_fatal, app, model_name, exc, exit_on_fatal)
+        def on_fatal(model: ServedModel, exc: BaseException) -> None:
+            loop.call_soon_threadsafe(_fatal, app, model, exc, exit_on_fatal)
 
         registry = ModelRegistry(app[CONFIG], lambda name: app[METRICS].batch_observer(name), on_fatal)
         app[REGISTRY] = registry
@@ -59,13 +60,18 @@ async def _start_draining(app: web.Application) -> None:
     log.info("shutting down: readiness is 503, finishing in-flight requests")
 
 
-def _fatal(app: web.Application, model_name: str, exc: BaseException, exit_on_fatal: bool) -> None:
-    lifecycle = app[LIFECYCLE]
-    lifecycle.fatal = exc
+def _fatal(app: web.Application, model: ServedModel, exc: BaseException, exit_on_fatal: bool) -> None:
+    """An inference thread of `model` died: fail what that instance holds. If it is the serving instance, the
+    process goes unready and exits non-zero; an instance a reload already replaced only takes itself down."""
     try:
-        app[REGISTRY].get(model_name).fail_pending(exc)
+        model.fail_pending(exc)
     except Exception:
-        log.exception("failing the queue of %s", model_name)
-    log.critical("inference thread of model %s died; the process will exit non-zero", model_name)
+        log.exception("failing the queue of %s", model.info.name)
+    if not app[REGISTRY].is_serving(model):
+        log.error("an inference thread of a replaced instance of model %s v%d died while draining; its remaining "
+                  "requests were failed, the serving instance is unaffected", model.info.name, model.info.version)
+        return
+    app[LIFECYCLE].fatal = exc
+    log.critical("inference thread of model %s died; the process will exit non-zero", model.info.name)
     if exit_on_fatal:
         os.kill(os.getpid(), signal.SIGTERM)

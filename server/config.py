@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,14 @@ class ServerConfig:
     port: int = 8000
     device: str = "config"
     cuda_options: tuple[tuple[str, str], ...] = ()
-    inference_threads: int = 0
+    instance_count: int = 0
     intra_op_threads: int = 0
     ort_spinning: bool = True
     inference_niceness: int = 10
     cpu_memory_arena: bool = True
     batching: BatchingOverrides = field(default_factory=BatchingOverrides)
     batch_overhead_tokens: int = 32
+    max_queue_tokens: int = 1 << 20
     request_timeout_ms: int | None = None
     truncate: bool = True
     max_inputs: int = 2048
@@ -50,10 +52,12 @@ class ServerConfig:
             raise ValueError(f"device must be config, cpu or gpu, not {self.device!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be 1..65535, not {self.port}")
-        if self.intra_op_threads < 0 or self.inference_threads < 0:
-            raise ValueError("inference_threads and intra_op_threads must be >= 0 (0 = derived from the CPUs)")
+        if self.intra_op_threads < 0 or self.instance_count < 0:
+            raise ValueError("instance_count and intra_op_threads must be >= 0 (0 = config.pbtxt / the CPUs)")
         if not 0 <= self.inference_niceness <= 19:
             raise ValueError("inference_niceness must be 0..19")
+        if self.max_queue_tokens < 0:
+            raise ValueError("max_queue_tokens must be >= 0 (0 = no bound)")
         if self.max_inputs < 1 or self.max_request_bytes < 1024:
             raise ValueError("max_inputs must be >= 1 and max_request_bytes >= 1024")
 
@@ -93,18 +97,18 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
     ("--cuda-options", _key_values, (),
      "CUDA execution provider options as key=value,... (device_id, gpu_mem_limit, arena_extend_strategy, "
      "cudnn_conv_algo_search, do_copy_in_default_stream, use_tf32); override config.pbtxt's."),
-    ("--inference-threads", int, 0,
-     "Inference threads per CPU instance, all running the instance's one session (weights and arena held once), "
-     "each taking its own batches; 0 = the CPUs this process may use (affinity and cgroup quota) divided among "
-     "the CPU instances. Independent single-threaded runs beat one run split across cores when the cores are "
-     "shared with the event loop: measured here at c=64, 2 threads x 1 intra-op thread gave ~1.2x the texts/s "
-     "of 1 x 2, at the cost of ~1.5 ms more single-request latency (see --intra-op-threads)."),
+    ("--instance-count", int, 0,
+     "Instances per model, each running in its own dedicated inference thread (overrides the count of "
+     "config.pbtxt's instance_group, whose kind is kept); 0 = config.pbtxt's count (1 as exported). CPU instances "
+     "of a model share one ONNX Runtime session (weights held once) and split the model's CPUs between them: "
+     "1 instance gives the lowest latency per request, one instance per core the most texts/s under heavy load."),
     ("--intra-op-threads", int, 0,
-     "ONNX Runtime intra-op threads per run; 0 = the CPUs left to each inference thread (at least 1). "
-     "For lowest single-request latency at light load: --inference-threads 1 --intra-op-threads 0."),
+     "ONNX Runtime intra-op threads per CPU instance (inter-op is always 1); 0 = the CPUs this process may use "
+     "(affinity and cgroup quota), divided among the models loaded at start-up, then among each model's "
+     "instances (at least 1)."),
     ("--ort-spinning", _bool, True,
      "Let ONNX Runtime's intra-op threads spin between runs. Off frees those cycles for other work but wakes "
-     "the threads for every run: measured here, single-request p50 went from 8.2 to 12.9 ms."),
+     "the threads for every run, which adds latency to each request."),
     ("--inference-niceness", int, 10,
      "How much lower than the event loop the inference threads (and ONNX Runtime's intra-op threads) run, as a "
      "nice increment 0..19: when both want a core, the loop wins, so health checks and request parsing stay "
@@ -117,14 +121,22 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
      "(overrides the max_batch_tokens parameter)."),
     ("--max-queue-delay-us", int, None,
      "How long a batch may wait for more work (overrides dynamic_batching.max_queue_delay_microseconds). "
-     "0 runs as soon as the instance is free, which measured best here."),
+     "0 runs as soon as an instance is free."),
     ("--max-queue-size", int, None,
-     "Most requests waiting per model; beyond it requests are rejected at once (429 OpenAI/TEI, 503 v2) "
-     "with Retry-After (overrides default_queue_policy.max_queue_size)."),
+     "Most requests waiting per model (queued, none of their texts computing yet: Triton's meaning); beyond it "
+     "requests are rejected at once, before tokenizing (429 OpenAI/TEI, 503 v2) with Retry-After (overrides "
+     "default_queue_policy.max_queue_size)."),
+    ("--max-queue-tokens", int, 1 << 20,
+     "Most tokens per model admitted and not yet answered (being tokenized, queued or computing), counted "
+     "before tokenizing from each text's characters (at most max_seq_length per text) and corrected after; "
+     "beyond it requests are refused at once like a full queue (429 OpenAI/TEI, 503 v2), before their "
+     "tokenization is paid for. A request alone is always admitted. 0 = no bound. --max-queue-size still "
+     "counts requests (Triton's meaning); both apply."),
     ("--batch-overhead-tokens", int, 32,
      "Fixed cost of one model run, in token-steps; the batcher trades padding against this when it splits."),
     ("--request-timeout-ms", int, None,
-     "Deadline for a request to start computing; a request still queued past it gets 503 without using compute."),
+     "Deadline for a request to start computing, from when it is queued; at the deadline a request none of whose "
+     "texts has started computing gets 503 (Retry-After) at once, frees its queue slot and costs no compute."),
     ("--truncate", _bool, True,
      "Truncate inputs longer than the model's max_seq_length (counted in a metric and a response header); "
      "false rejects them."),
@@ -159,9 +171,26 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
+# Flags that were removed, with what to use instead.
+_REMOVED = {
+    "--inference-threads": "each model instance now runs in one dedicated inference thread; for more threads use "
+                           "--instance-count N (env OES_INSTANCE_COUNT) or instance_group { count: N } in config.pbtxt",
+}
+
+
+def _refuse_removed(parser: argparse.ArgumentParser, argv: Sequence[str], environ: Mapping[str, str]) -> None:
+    for flag, advice in _REMOVED.items():
+        if any(arg == flag or arg.startswith(flag + "=") for arg in argv):
+            parser.error(f"{flag} was removed: {advice}")
+        if env_name(flag) in environ:
+            parser.error(f"{env_name(flag)} was removed: {advice}")
+
+
 def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
     environ = os.environ if environ is None else environ
     parser = build_parser(environ)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _refuse_removed(parser, argv, environ)
     args = parser.parse_args(argv)
     try:
         return ServerConfig(
@@ -171,7 +200,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             port=args.port,
             device=args.device,
             cuda_options=tuple(args.cuda_options),
-            inference_threads=args.inference_threads,
+            instance_count=args.instance_count,
             intra_op_threads=args.intra_op_threads,
             ort_spinning=args.ort_spinning,
             inference_niceness=args.inference_niceness,
@@ -183,6 +212,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
                 max_queue_size=args.max_queue_size,
             ),
             batch_overhead_tokens=args.batch_overhead_tokens,
+            max_queue_tokens=args.max_queue_tokens,
             request_timeout_ms=args.request_timeout_ms,
             truncate=args.truncate,
             max_inputs=args.max_inputs,

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import ErrorKind, ServerError, invalid
-from ..model import ServedModel
+from ..model import Embeddings, ServedModel
 from ..protocols import kserve
 from ..repository import model_config_json
 from ..state import CONFIG, REGISTRY
@@ -80,13 +80,13 @@ async def model_stats(request: web.Request) -> web.Response:
     return json_response(kserve.stats([_model(request).stats.as_json()]))
 
 
-async def _tokenize(model: ServedModel, parsed: kserve.InferRequest) -> Tokenized:
+async def _embed(model: ServedModel, parsed: kserve.InferRequest, timeout_ms: int | None) -> Embeddings:
     if parsed.texts is not None:
-        return await model.tokenize_texts(parsed.texts)
+        return await model.embed_texts(parsed.texts, timeout_ms=timeout_ms)
     sequences = kserve.sequences_from_ids(parsed.input_ids, parsed.attention_mask,  # type: ignore[arg-type]
                                           vocab_size=model.tokenizer.vocab_size,
                                           max_seq_length=model.info.max_seq_length)
-    return Tokenized(sequences=sequences, truncated=0)
+    return await model.embed_sequences(Tokenized(sequences=sequences, truncated=0), timeout_ms=timeout_ms)
 
 
 @routes.post(MODEL + "/infer")
@@ -95,8 +95,7 @@ async def infer(request: web.Request) -> web.Response:
     model, config = _model(request), request.app[CONFIG]
     parsed = kserve.parse_infer_request(await request.read(), request.headers.get(kserve.HEADER_LENGTH),
                                         model=model.info.name, max_inputs=config.max_inputs)
-    result = await model.embed(await _tokenize(model, parsed),
-                               timeout_ms=kserve.timeout_ms(parsed.timeout_us, config.request_timeout_ms))
+    result = await _embed(model, parsed, kserve.timeout_ms(parsed.timeout_us, config.request_timeout_ms))
     build = partial(kserve.build_infer_response, model=model.info.name, version=str(model.info.version),
                     request_id=parsed.id, vectors=result.vectors, outputs=parsed.outputs)
     body, header_length = await render(build, result.vectors.size)

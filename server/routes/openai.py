@@ -23,10 +23,8 @@ def timing_headers(result: Embeddings) -> dict[str, str]:
 
 async def _embed(model: ServedModel, request: openai.EmbeddingsRequest) -> Embeddings:
     if request.texts is not None:
-        tokenized = await model.tokenize_texts(request.texts)
-    else:
-        tokenized = await model.tokenize_ids(request.token_ids or [])
-    return await model.embed(tokenized)
+        return await model.embed_texts(request.texts)
+    return await model.embed_ids(request.token_ids or [])
 
 
 @routes.post("/v1/embeddings")

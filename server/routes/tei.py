@@ -10,6 +10,7 @@ from ..config import ServerConfig
 from ..model import INLINE_TOKENIZE_CHARS, Embeddings, ServedModel
 from ..protocols import tei
 from ..state import CONFIG, REGISTRY
+from ..tokenizer import Tokenized
 from .common import json_response, read_json, render
 from .docs import server_version
 
@@ -30,13 +31,14 @@ async def embed(request: web.Request) -> web.Response:
     config, model = request.app[CONFIG], request.app[REGISTRY].default()
     parsed = tei.parse_embed_request(await read_json(request), max_inputs=config.max_inputs,
                                      dimension=model.info.dimension)
+    def refuse_truncated(tokenized: Tokenized) -> None:
+        if parsed.truncate is False and tokenized.truncated:
+            raise tei.too_long(tokenized.truncated, model.info.max_seq_length)
+
     if parsed.texts is not None:
-        tokenized = await model.tokenize_texts(parsed.texts)
+        result = await model.embed_texts(parsed.texts, check=refuse_truncated)
     else:
-        tokenized = await model.tokenize_ids(parsed.token_ids or [])
-    if parsed.truncate is False and tokenized.truncated:
-        raise tei.too_long(tokenized.truncated, model.info.max_seq_length)
-    result = await model.embed(tokenized)
+        result = await model.embed_ids(parsed.token_ids or [], check=refuse_truncated)
     vectors = tei.postprocess(result.vectors, dimensions=parsed.dimensions, normalize=parsed.normalize,
                               normalized=model.info.normalize)
     body = await render(lambda: tei.build_embed_response(vectors), vectors.size)

@@ -46,3 +46,18 @@ def test_bad_env_value_names_the_variable(capsys):
 def test_config_is_frozen():
     with pytest.raises(Exception):
         ServerConfig().port = 1  # type: ignore[misc]
+
+
+def test_instance_count_flag_and_env():
+    assert parse_config([], {}).instance_count == 0
+    assert parse_config([], {"OES_INSTANCE_COUNT": "3"}).instance_count == 3
+    assert parse_config(["--instance-count", "2"], {}).instance_count == 2
+
+
+@pytest.mark.parametrize("argv, env", [(["--inference-threads", "2"], {}), (["--inference-threads=2"], {}),
+                                       ([], {"OES_INFERENCE_THREADS": "2"})])
+def test_the_removed_inference_threads_flag_points_to_instance_count(argv, env, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_config(argv, env)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "was removed" in err and "--instance-count" in err
