@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import uuid
@@ -9,16 +10,17 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from .errors import TEI_TYPE, ErrorKind, Protocol, ServerError, status_for
 from .protocols import openai
-from .state import CONFIG
+from .state import CONFIG, LIFECYCLE
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready", "/openapi.json"})
+UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
 TEI_PATHS = frozenset({"/embed", "/embed_all", "/tokenize", "/decode", "/info", "/rerank", "/predict", "/similarity"})
 
 _HTTP_KINDS = {
@@ -26,6 +28,10 @@ _HTTP_KINDS = {
     405: (ErrorKind.METHOD_NOT_ALLOWED, "Method Not Allowed"),
     413: (ErrorKind.PAYLOAD_TOO_LARGE, "the request body is larger than the server accepts"),
 }
+
+
+class ClosingError(ServerError):
+    """An error after which the connection must close: the rest of its body will not be read."""
 
 
 def protocol_for(path: str) -> Protocol:
@@ -64,6 +70,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except ServerError as exc:
         response = error_response(exc, protocol)
+        if isinstance(exc, ClosingError):
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -77,10 +85,48 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 @web.middleware
+async def in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests being handled, so that a drain knows when the last one is answered."""
+    lifecycle = request.app[LIFECYCLE]
+    lifecycle.request_started()
+    try:
+        return await handler(request)
+    finally:
+        lifecycle.request_finished()
+
+
+@web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[CONFIG].api_key
     if key and request.path not in UNAUTHENTICATED_PATHS:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as bytes, never fail on them.
+        given = token.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, key.encode()):
             raise ServerError(ErrorKind.UNAUTHORIZED, "a valid API key is required: 'Authorization: Bearer <key>'")
     return await handler(request)
+
+
+@web.middleware
+async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the whole body before the route runs: within --body-timeout-s, decoded (gzip, deflate, br) and
+    bounded by --max-request-bytes after decoding. The route's `request.read()` then returns it at once."""
+    if request.body_exists:
+        try:
+            async with asyncio.timeout(request.app[CONFIG].body_timeout_s):
+                await request.read()
+        except TimeoutError:
+            raise ClosingError(ErrorKind.REQUEST_TIMEOUT, "the request body did not arrive within "
+                               f"{request.app[CONFIG].body_timeout_s:g}s") from None
+        except RequestPayloadError as exc:
+            request.content.feed_eof()  # nothing more is read from this body; the connection closes
+            raise ClosingError(ErrorKind.INVALID_INPUT, f"the request body could not be read: {_reason(exc)}") from None
+    return await handler(request)
+
+
+def _reason(exc: RequestPayloadError) -> str:
+    text = " ".join(str(exc).split())
+    if "content-encoding" in text.lower():
+        encoding = text.rsplit(":", 1)[-1].strip()
+        return f"it is not valid {encoding} data (Content-Encoding: {encoding})"
+    return text or "malformed body"

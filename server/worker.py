@@ -114,8 +114,8 @@ class InferenceWorker:
                         job.compute_input_ns, job.compute_infer_ns, job.compute_output_ns,
                     )
                     finished.append(job.resolve())
-        deliver(finished)
         self._on_batch(len(items), int(feeds["attention_mask"].sum()), feeds["attention_mask"].size)
+        deliver(finished)  # after the batch metrics: a client that has its answer sees them counted
 
     def _feeds(self, sequences: list[np.ndarray]) -> dict[str, np.ndarray]:
         longest = max(len(s) for s in sequences)

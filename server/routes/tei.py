@@ -10,7 +10,7 @@ from ..config import ServerConfig
 from ..model import INLINE_TOKENIZE_CHARS, Embeddings, ServedModel
 from ..protocols import tei
 from ..state import CONFIG, REGISTRY
-from .common import json_response, read_json, render
+from .common import check_response_size, json_of, json_response, on_current_model, parse_body, render
 from .docs import server_version
 
 routes = web.RouteTableDef()
@@ -27,26 +27,35 @@ def _headers(result: Embeddings) -> dict[str, str]:
 
 @routes.post("/embed")
 async def embed(request: web.Request) -> web.Response:
-    config, model = request.app[CONFIG], request.app[REGISTRY].default()
-    parsed = tei.parse_embed_request(await read_json(request), max_inputs=config.max_inputs,
-                                     dimension=model.info.dimension)
-    if parsed.texts is not None:
-        tokenized = await model.tokenize_texts(parsed.texts)
-    else:
-        tokenized = await model.tokenize_ids(parsed.token_ids or [])
-    if parsed.truncate is False and tokenized.truncated:
-        raise tei.too_long(tokenized.truncated, model.info.max_seq_length)
-    result = await model.embed(tokenized)
+    config, registry = request.app[CONFIG], request.app[REGISTRY]
+    model = registry.default()  # the body is already read (middleware); a reload from here on is retried
+    parsed = await parse_body(request, lambda raw: tei.parse_embed_request(
+        json_of(raw, config.max_inputs), max_inputs=config.max_inputs, dimension=model.info.dimension,
+        max_input_chars=config.max_input_chars))
+    check_response_size(request, parsed.count * (parsed.dimensions or model.info.dimension))
+    result = await on_current_model(registry.default, lambda current: _embed(current, parsed))
     vectors = tei.postprocess(result.vectors, dimensions=parsed.dimensions, normalize=parsed.normalize,
                               normalized=model.info.normalize)
     body = await render(lambda: tei.build_embed_response(vectors), vectors.size)
     return json_response(body, headers=_headers(result))
 
 
+async def _embed(model: ServedModel, parsed: tei.EmbedRequest) -> Embeddings:
+    if parsed.texts is not None:
+        tokenized = await model.tokenize_texts(parsed.texts)
+    else:
+        tokenized = await model.tokenize_ids(parsed.token_ids or [])
+    if parsed.truncate is False and tokenized.truncated:
+        raise tei.too_long(tokenized.truncated, model.info.max_seq_length)
+    return await model.embed(tokenized)
+
+
 @routes.post("/tokenize")
 async def tokenize(request: web.Request) -> web.Response:
-    config, model = request.app[CONFIG], request.app[REGISTRY].default()
-    parsed = tei.parse_tokenize_request(await read_json(request), max_inputs=config.max_inputs)
+    config = request.app[CONFIG]
+    parsed = await parse_body(request, lambda raw: tei.parse_tokenize_request(
+        json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
+    model = request.app[REGISTRY].default()
 
     def build() -> bytes:
         return tei.build_tokenize_response([tei.simple_tokens(text, model.tokenizer.tokens(text),
