@@ -23,8 +23,9 @@ ROUTE_TABLES = [health.routes, openai.routes, kserve.routes, tei.routes, docs.ro
 
 
 def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Application:
+    # Bodies are decoded by body_middleware (bounded, clear errors), not by aiohttp's parser.
     app = web.Application(middlewares=[in_flight_middleware, errors_middleware, auth_middleware, body_middleware],
-                          client_max_size=config.max_request_bytes)
+                          client_max_size=config.max_request_bytes, handler_args={"auto_decompress": False})
     app[CONFIG] = config
     app[LIFECYCLE] = Lifecycle()
     for table in ROUTE_TABLES:

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from .decoding import decode
 from .errors import TEI_TYPE, ErrorKind, Protocol, ServerError, status_for
 from .protocols import openai
 from .state import CONFIG, LIFECYCLE
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Compressed bodies up to this size are decoded on the loop; larger ones on a thread (zlib releases the GIL).
+INLINE_DECODE_BYTES = 64 * 1024
 UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
 TEI_PATHS = frozenset({"/embed", "/embed_all", "/tokenize", "/decode", "/info", "/rerank", "/predict", "/similarity"})
 
@@ -109,24 +112,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 @web.middleware
 async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Read the whole body before the route runs: within --body-timeout-s, decoded (gzip, deflate, br) and
-    bounded by --max-request-bytes after decoding. The route's `request.read()` then returns it at once."""
+    """Read the whole body before the route runs: within --body-timeout-s, bounded by --max-request-bytes before
+    and after decoding its Content-Encoding. The route's `request.read()` then returns the decoded body."""
     if request.body_exists:
+        config = request.app[CONFIG]
         try:
-            async with asyncio.timeout(request.app[CONFIG].body_timeout_s):
-                await request.read()
-        except TimeoutError:
-            raise ClosingError(ErrorKind.REQUEST_TIMEOUT, "the request body did not arrive within "
-                               f"{request.app[CONFIG].body_timeout_s:g}s") from None
+            raw = await asyncio.wait_for(request.read(), config.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise ClosingError(ErrorKind.REQUEST_TIMEOUT,
+                               f"the request body did not arrive within {config.body_timeout_s:g}s") from None
         except RequestPayloadError as exc:
-            request.content.feed_eof()  # nothing more is read from this body; the connection closes
-            raise ClosingError(ErrorKind.INVALID_INPUT, f"the request body could not be read: {_reason(exc)}") from None
+            raise ClosingError(ErrorKind.INVALID_INPUT, f"the request body could not be read: {exc}") from None
+        encoding = request.headers.get("Content-Encoding", "").strip()
+        if encoding and encoding.lower() != "identity":
+            if len(raw) <= INLINE_DECODE_BYTES:
+                decoded = decode(raw, encoding, config.max_request_bytes)
+            else:
+                decoded = await asyncio.get_running_loop().run_in_executor(
+                    None, decode, raw, encoding, config.max_request_bytes)
+            request._read_bytes = decoded  # what `request.read()` returns from now on
     return await handler(request)
-
-
-def _reason(exc: RequestPayloadError) -> str:
-    text = " ".join(str(exc).split())
-    if "content-encoding" in text.lower():
-        encoding = text.rsplit(":", 1)[-1].strip()
-        return f"it is not valid {encoding} data (Content-Encoding: {encoding})"
-    return text or "malformed body"
