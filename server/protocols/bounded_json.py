@@ -21,6 +21,7 @@ SCAN_BYTES = 64 * 1024
 CONTAINERS_PER_INPUT = 8
 VALUES_PER_INPUT = 1024
 _SLACK = 1024
+SCAN_CHUNK_BYTES = 1 << 20
 
 
 def limits(max_inputs: int) -> tuple[int, int]:
@@ -54,9 +55,17 @@ def structure(raw: bytes | memoryview, *, max_containers: int = 0, max_values: i
     counts = int(np.count_nonzero(opens)), int(np.count_nonzero(commas))
     if counts[0] <= max_containers and counts[1] <= max_values:
         return counts
-    in_string = np.cumsum(_string_delimiters(data), dtype=np.uint8) & 1  # parity survives the uint8 wrap
-    outside = in_string == 0
-    return int(np.count_nonzero(opens & outside)), int(np.count_nonzero(commas & outside))
+    delimiters = _string_delimiters(data)
+    containers = values = 0
+    inside = 0  # whether the current chunk starts inside a string
+    for start in range(0, len(data), SCAN_CHUNK_BYTES):  # numpy's cumsum holds the GIL: a chunk at a time
+        end = start + SCAN_CHUNK_BYTES
+        parity = (np.cumsum(delimiters[start:end], dtype=np.uint8) + inside) & 1  # survives the uint8 wrap
+        outside = parity == 0
+        containers += int(np.count_nonzero(opens[start:end] & outside))
+        values += int(np.count_nonzero(commas[start:end] & outside))
+        inside = int(parity[-1])
+    return containers, values
 
 
 def _string_delimiters(data: np.ndarray) -> np.ndarray:
