@@ -13,6 +13,7 @@ import asyncio
 import logging
 import resource
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -56,21 +57,57 @@ class _Refused(asyncio.Protocol):
         transport.close()
 
 
+class _Counted(asyncio.Protocol):
+    """aiohttp's protocol for one connection, counted from its creation to its loss."""
+
+    def __init__(self, inner: asyncio.Protocol, on_lost: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_lost = on_lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
+        self._inner.connection_lost(exc)
+
+
 class CappedProtocolFactory:
-    """aiohttp's protocol factory, refusing connections once `cap` of them are open."""
+    """aiohttp's protocol factory, refusing connections once `cap` of them are open.
+
+    Connections are counted from the moment they are accepted (several can be accepted in one loop iteration,
+    before aiohttp registers any of them).
+    """
 
     def __init__(self, server: web.Server, cap: int) -> None:
         self._server = server
         self.cap = cap
+        self.open = 0
         self.refused = 0
 
     def __call__(self) -> asyncio.Protocol:
-        if len(self._server.connections) >= self.cap:
+        if self.open >= self.cap:
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
                 log.warning("connection cap of %d reached: refused %d connection(s) so far", self.cap, self.refused)
             return _Refused()
-        return self._server()
+        self.open += 1
+        return _Counted(self._server(), self._lost)
+
+    def _lost(self) -> None:
+        self.open -= 1
 
 
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, lifecycle: Lifecycle, stop: asyncio.Event,
