@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .config import ServerConfig
 from .metrics import Metrics
-from .middleware import auth_middleware, errors_middleware
+from .middleware import auth_middleware, body_middleware, errors_middleware, in_flight_middleware
 from .model import ServedModel
 from .registry import ModelRegistry
 from .routes import docs, health, kserve, openai, tei
@@ -24,7 +24,9 @@ ROUTE_TABLES = [health.routes, openai.routes, kserve.routes, tei.routes, docs.ro
 
 
 def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=config.max_request_bytes)
+    # Bodies are decoded by body_middleware (bounded, clear errors), not by aiohttp's parser.
+    app = web.Application(middlewares=[in_flight_middleware, errors_middleware, auth_middleware, body_middleware],
+                          client_max_size=config.max_request_bytes, handler_args={"auto_decompress": False})
     app[CONFIG] = config
     app[LIFECYCLE] = Lifecycle()
     for table in ROUTE_TABLES:
@@ -46,18 +48,28 @@ def _models_ctx(exit_on_fatal: bool):
         app[REGISTRY] = registry
         app[METRICS] = Metrics(lambda: [m.stats for m in registry])
         await loop.run_in_executor(None, registry.load_startup_models)
+        lifecycle.startup_models = tuple(registry.names())
         lifecycle.ready = True
         log.info("ready: serving %s", ", ".join(registry.names()))
         yield
         lifecycle.ready = False
-        await registry.stop_all()
+        await _stop_models(registry, lifecycle.remaining_s(loop.time()))
 
     return models_ctx
 
 
+async def _stop_models(registry: ModelRegistry, remaining_s: float | None) -> None:
+    """Stop every model, within what is left of the drain when there is one (unfinished threads are left to
+    `__main__`, which then ends the process without finalizing the interpreter under them)."""
+    try:
+        await asyncio.wait_for(registry.stop_all(), remaining_s)
+    except asyncio.TimeoutError:
+        log.warning("the grace period ended before every inference thread stopped")
+
+
 async def _start_draining(app: web.Application) -> None:
+    """Readiness is 503 from here on (already so when a signal started the drain, see serving.py)."""
     app[LIFECYCLE].draining = True
-    log.info("shutting down: readiness is 503, finishing in-flight requests")
 
 
 def _fatal(app: web.Application, model: ServedModel, exc: BaseException, exit_on_fatal: bool) -> None:

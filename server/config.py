@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -43,9 +44,14 @@ class ServerConfig:
     max_inputs: int = 2048
     max_request_bytes: int = 16 * 1024 * 1024
     api_key: str | None = None
-    model_control: bool = True
+    model_control: bool = False
     shutdown_grace_s: float = 30.0
     log_level: str = "INFO"
+    # Limits and protections (README "Limits and protections").
+    max_input_chars: int = 2_000_000
+    max_response_bytes: int = 64 * 1024 * 1024
+    body_timeout_s: float = 30.0
+    max_connections: int = 1024
 
     def __post_init__(self) -> None:
         if self.device not in ("config", "cpu", "gpu"):
@@ -60,6 +66,26 @@ class ServerConfig:
             raise ValueError("max_queue_tokens must be >= 0 (0 = no bound)")
         if self.max_inputs < 1 or self.max_request_bytes < 1024:
             raise ValueError("max_inputs must be >= 1 and max_request_bytes >= 1024")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        if self.max_input_chars < 1 or self.max_response_bytes < 1024:
+            raise ValueError("max_input_chars must be >= 1 and max_response_bytes >= 1024")
+        if self.body_timeout_s <= 0 or self.max_connections < 1 or self.shutdown_grace_s < 0:
+            raise ValueError("body_timeout_s must be > 0, max_connections >= 1 and shutdown_grace_s >= 0")
+        if self.model_control and not self.api_key and not binds_loopback_only(self.host):
+            raise ValueError(f"--model-control true without --api-key is refused on host {self.host!r}: anyone who "
+                             "reaches the port could load and unload models; set an API key or bind 127.0.0.1")
+
+
+def binds_loopback_only(host: str) -> bool:
+    """True when `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _bool(text: str) -> bool:
@@ -143,10 +169,27 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
     ("--max-inputs", int, 2048, "Most inputs in one request (OpenAI's limit is 2048)."),
     ("--max-request-bytes", int, 16 * 1024 * 1024, "Largest request body accepted (413 beyond)."),
     ("--api-key", str, None, "Require 'Authorization: Bearer <key>' on every route but liveness and readiness."),
-    ("--model-control", _bool, True, "Allow POST /v2/repository/models/<m>/load and /unload."),
+    ("--model-control", _bool, False,
+     "Allow POST /v2/repository/models/<m>/load and /unload (off by default, as in Triton). Refused at start-up "
+     "without --api-key unless --host is a loopback address."),
     ("--shutdown-grace-s", float, 30.0,
-     "On SIGTERM: readiness turns 503, in-flight requests get this long to finish, then the process exits 0."),
+     "On SIGTERM: readiness turns 503 at once, requests in flight (and new ones) are served for at most this "
+     "long in total, then connections close, the models stop and the process exits 0. Repeated SIGTERMs are "
+     "logged and change nothing; SIGKILL ends it at once."),
     ("--log-level", str, "INFO", "Python logging level."),
+    # Limits and protections.
+    ("--max-input-chars", int, 2_000_000,
+     "Most characters in one input text, checked before tokenizing (400 OpenAI/KServe, 422 TEI beyond); "
+     "large enough for a 1 MB document."),
+    ("--max-response-bytes", int, 64 * 1024 * 1024,
+     "Largest response body the server builds; a request whose answer would be larger gets 400 (422 TEI) "
+     "before its vectors are serialized."),
+    ("--body-timeout-s", float, 30.0,
+     "Time a client has to send the whole request body once its headers arrived; slower ones get 408 and the "
+     "connection is closed."),
+    ("--max-connections", int, 1024,
+     "Most open client connections; beyond it a new connection gets 503 with Retry-After and is closed. "
+     "The open-files limit is raised to its hard limit at start."),
 ]
 
 
@@ -221,6 +264,10 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             model_control=args.model_control,
             shutdown_grace_s=args.shutdown_grace_s,
             log_level=args.log_level.upper(),
+            max_input_chars=args.max_input_chars,
+            max_response_bytes=args.max_response_bytes,
+            body_timeout_s=args.body_timeout_s,
+            max_connections=args.max_connections,
         )
     except ValueError as exc:
         parser.error(str(exc))

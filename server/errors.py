@@ -11,6 +11,7 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = "not_found_error"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     OVERLOADED = "overloaded"
     TIMEOUT = "timeout"
     UNAVAILABLE = "unavailable"
@@ -31,6 +32,7 @@ STATUS: dict[ErrorKind, tuple[int, int, int]] = {
     ErrorKind.NOT_FOUND: (404, 404, 404),
     ErrorKind.METHOD_NOT_ALLOWED: (405, 405, 405),
     ErrorKind.PAYLOAD_TOO_LARGE: (413, 413, 413),
+    ErrorKind.REQUEST_TIMEOUT: (408, 408, 408),
     ErrorKind.OVERLOADED: (429, 503, 429),
     ErrorKind.TIMEOUT: (503, 503, 503),
     ErrorKind.UNAVAILABLE: (503, 503, 503),
@@ -45,6 +47,7 @@ TEI_TYPE: dict[ErrorKind, str] = {
     ErrorKind.NOT_FOUND: "NotFound",
     ErrorKind.METHOD_NOT_ALLOWED: "Validation",
     ErrorKind.PAYLOAD_TOO_LARGE: "Validation",
+    ErrorKind.REQUEST_TIMEOUT: "Validation",
     ErrorKind.OVERLOADED: "Overloaded",
     ErrorKind.TIMEOUT: "Overloaded",
     ErrorKind.UNAVAILABLE: "Unhealthy",

@@ -132,12 +132,15 @@ def model_versions(model_dir: Path) -> list[int]:
     """Published versions: numeric directory names not starting with 0 (Triton's rule) that hold a model.onnx.
 
     An export writes into a hidden temporary directory and renames it into place, so a version
-    directory only exists once it is complete.
+    directory only exists once it is complete. A version directory that resolves outside the repository
+    (a symlink to elsewhere) is not a version: the server loads nothing from outside its repository.
     """
+    root = model_dir.parent.resolve()
     versions = []
     for p in model_dir.iterdir():
         if p.is_dir() and p.name.isdigit() and not p.name.startswith("0") and (p / MODEL_FILE).is_file():
-            versions.append(int(p.name))
+            if p.resolve().is_relative_to(root):
+                versions.append(int(p.name))
     return sorted(versions)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 
 from ..errors import ErrorKind, ServerError, invalid
+from . import bounded_json
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PLATFORM = "onnxruntime_onnx"
@@ -73,15 +74,23 @@ def serialize_bytes(items: list[bytes]) -> bytes:
     return b"".join(len(item).to_bytes(4, "little") + item for item in items)
 
 
-def deserialize_bytes(buffer: bytes | memoryview, name: str = TEXT) -> list[bytes]:
+def deserialize_bytes(buffer: bytes | memoryview, name: str = TEXT, *, max_items: int | None = None,
+                      max_item_bytes: int | None = None) -> list[bytes]:
+    """Split a BYTES tensor's binary data; refuse more than `max_items` elements or longer ones than
+    `max_item_bytes` as soon as it sees one, before copying anything more."""
     view = memoryview(buffer)
     items: list[bytes] = []
     offset, end = 0, len(view)
     while offset < end:
+        if max_items is not None and len(items) >= max_items:
+            raise invalid(f"input '{name}' holds more than the {max_items} elements its shape allows")
         if offset + 4 > end:
             raise invalid(f"input '{name}': a BYTES length prefix is cut short at byte {offset}")
         length = int.from_bytes(view[offset:offset + 4], "little")
         offset += 4
+        if max_item_bytes is not None and length > max_item_bytes:
+            raise invalid(f"input '{name}': element {len(items)} has {length} bytes, more than the "
+                          f"{max_item_bytes} allowed")
         if offset + length > end:
             raise invalid(f"input '{name}': element {len(items)} declares {length} bytes but only "
                           f"{end - offset} remain in its binary data")
@@ -90,7 +99,7 @@ def deserialize_bytes(buffer: bytes | memoryview, name: str = TEXT) -> list[byte
     return items
 
 
-def _split_body(raw: bytes, header_length: str | None) -> tuple[Any, memoryview]:
+def _split_body(raw: bytes, header_length: str | None, max_inputs: int) -> tuple[Any, memoryview]:
     if header_length is None:
         json_part, binary = raw, memoryview(b"")
     else:
@@ -105,10 +114,8 @@ def _split_body(raw: bytes, header_length: str | None) -> tuple[Any, memoryview]
         json_part, binary = raw[:size], memoryview(raw)[size:]
     if not json_part:
         raise invalid("the request body is empty; expected a JSON inference request")
-    try:
-        return orjson.loads(json_part), binary
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"failed to parse the request JSON: {exc}") from None
+    return bounded_json.loads(json_part, max_inputs=max_inputs, what="the request JSON",
+                              not_json="failed to parse the request JSON"), binary
 
 
 def _parameters(obj: dict, where: str) -> dict:
@@ -137,50 +144,66 @@ def _check_shape(name: str, model: str, shape: list[int], ok: bool, expected: st
                       f"got {shape}")
 
 
-def _flatten_strings(data: Any, name: str) -> list[str]:
+def _flatten_strings(data: Any, name: str, max_items: int) -> list[str]:
+    """The strings of a (nested) JSON list, refusing more than `max_items` as soon as it sees one more."""
     flat: list[str] = []
     stack = [data]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
+            if len(item) > max_items:
+                raise invalid(f"input '{name}' holds more than the {max_items} elements its shape allows")
             stack.extend(reversed(item))
         elif isinstance(item, str):
+            if len(flat) == max_items:
+                raise invalid(f"input '{name}' holds more than the {max_items} elements its shape allows")
             flat.append(item)
         else:
             raise invalid(f"input '{name}': BYTES data in JSON must be strings")
     return flat
 
 
-def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int) -> list[str]:
+def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int, max_input_chars: int
+           ) -> list[str]:
     shape = _shape(tensor, TEXT)
     _check_shape(TEXT, model, shape, len(shape) in (1, 2) and shape[0] > 0 and shape[1:] in ([], [1]),
                  "[-1] or [-1,1]")
     if shape[0] > max_inputs:
         raise invalid(f"input '{TEXT}' holds {shape[0]} texts; at most {max_inputs} are allowed per request")
     if chunk is None:
-        texts = _flatten_strings(tensor.get("data"), TEXT)
+        texts = _flatten_strings(tensor.get("data"), TEXT, shape[0])
     else:
+        items = deserialize_bytes(chunk, TEXT, max_items=shape[0], max_item_bytes=4 * max_input_chars)
         try:
-            texts = [item.decode("utf-8") for item in deserialize_bytes(chunk, TEXT)]
+            texts = [item.decode("utf-8") for item in items]
         except UnicodeDecodeError as exc:
             raise invalid(f"input '{TEXT}' holds a string that is not valid UTF-8: {exc.reason}") from None
     if len(texts) != shape[0]:
         raise invalid(f"input '{TEXT}' has {len(texts)} elements but its shape {shape} needs {shape[0]}")
+    for index, text in enumerate(texts):
+        if len(text) > max_input_chars:
+            raise invalid(f"input '{TEXT}': element {index} has {len(text)} characters; at most "
+                          f"{max_input_chars} are allowed per input")
     return texts
 
 
-def _int64(tensor: dict, name: str, model: str, chunk: memoryview | None) -> np.ndarray:
+def _int64(tensor: dict, name: str, model: str, chunk: memoryview | None, max_inputs: int) -> np.ndarray:
     shape = _shape(tensor, name)
     _check_shape(name, model, shape, len(shape) == 2 and shape[0] > 0 and shape[1] > 0, "[-1,-1]")
+    if shape[0] > max_inputs:
+        raise invalid(f"input '{name}' holds {shape[0]} sequences; at most {max_inputs} are allowed")
     count = shape[0] * shape[1]
     if chunk is not None:
         if len(chunk) != count * 8:
             raise invalid(f"input '{name}': binary data has {len(chunk)} bytes, shape {shape} of INT64 needs "
                           f"{count * 8}")
         return np.frombuffer(chunk, dtype="<i8").astype(np.int64).reshape(shape)
+    data = tensor.get("data")
+    if not isinstance(data, list) or len(data) not in (count, shape[0]):
+        raise invalid(f"input '{name}': 'data' must hold {count} integers for shape {shape}")
     try:
-        array = np.asarray(tensor.get("data"))
-    except ValueError:
+        array = np.asarray(data)
+    except (ValueError, OverflowError):
         raise invalid(f"input '{name}': 'data' must be a (nested) list of integers") from None
     if array.dtype.kind not in "iu" or array.size != count:
         raise invalid(f"input '{name}': 'data' must hold {count} integers for shape {shape}")
@@ -191,12 +214,14 @@ def _outputs(body: dict, model: str, binary_default: bool) -> list[RequestedOutp
     requested = body.get("outputs") or [{"name": OUTPUT}]
     if not isinstance(requested, list):
         raise invalid("'outputs' must be a list")
-    outputs = []
+    outputs: list[RequestedOutput] = []
     for out in requested:
         if not isinstance(out, dict) or not isinstance(out.get("name"), str):
             raise invalid("each requested output must be an object with a string 'name'")
         if out["name"] != OUTPUT:
             raise invalid(f"unexpected inference output '{out['name']}' for model '{model}'")
+        if outputs:
+            raise invalid(f"output '{OUTPUT}' is requested more than once")
         params = _parameters(out, f"output '{OUTPUT}'")
         if params.get("classification"):
             raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{OUTPUT}'")
@@ -245,9 +270,9 @@ def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tup
     return found
 
 
-def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, max_inputs: int
-                        ) -> InferRequest:
-    body, binary = _split_body(raw, header_length)
+def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, max_inputs: int,
+                        max_input_chars: int = 2_000_000) -> InferRequest:
+    body, binary = _split_body(raw, header_length, max_inputs)
     if not isinstance(body, dict):
         raise invalid("the inference request must be a JSON object")
     request_id = body.get("id")
@@ -266,12 +291,12 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
         if len(found) > 1:
             raise invalid(f"send either '{TEXT}' or '{INPUT_IDS}' + '{ATTENTION_MASK}', not both")
         tensor, chunk = found[TEXT]
-        return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs), None, None, outputs,
-                            timeout or None)
+        return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs, max_input_chars), None, None,
+                            outputs, timeout or None)
     if INPUT_IDS not in found or ATTENTION_MASK not in found:
         raise invalid(f"model '{model}' needs input '{TEXT}' (BYTES), or inputs '{INPUT_IDS}' and "
                       f"'{ATTENTION_MASK}' (INT64)")
-    arrays = {name: _int64(tensor, name, model, chunk) for name, (tensor, chunk) in found.items()}
+    arrays = {name: _int64(tensor, name, model, chunk, max_inputs) for name, (tensor, chunk) in found.items()}
     ids, mask = arrays[INPUT_IDS], arrays[ATTENTION_MASK]
     for name, array in arrays.items():
         if array.shape != ids.shape:

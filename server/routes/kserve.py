@@ -11,11 +11,11 @@ from aiohttp import web
 
 from ..errors import ErrorKind, ServerError, invalid
 from ..model import Embeddings, ServedModel
-from ..protocols import kserve
+from ..protocols import bounded_json, kserve
 from ..repository import model_config_json
-from ..state import CONFIG, REGISTRY
+from ..state import CONFIG, METRICS, REGISTRY
 from ..tokenizer import Tokenized
-from .common import json_response, render
+from .common import check_response_size, json_response, parse_body, render
 from .docs import server_version
 from .openai import timing_headers
 
@@ -33,10 +33,7 @@ async def _optional_json(request: web.Request) -> Any:
     raw = await request.read()
     if not raw.strip():
         return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"the request body is not valid JSON: {exc}") from None
+    return bounded_json.loads(raw, max_inputs=request.app[CONFIG].max_inputs)
 
 
 @routes.get("/v2")
@@ -92,9 +89,13 @@ async def _embed(model: ServedModel, parsed: kserve.InferRequest, timeout_ms: in
 @routes.post(MODEL + "/infer")
 @routes.post(VERSIONED + "/infer")
 async def infer(request: web.Request) -> web.Response:
-    model, config = _model(request), request.app[CONFIG]
-    parsed = kserve.parse_infer_request(await request.read(), request.headers.get(kserve.HEADER_LENGTH),
-                                        model=model.info.name, max_inputs=config.max_inputs)
+    model, config = _model(request), request.app[CONFIG]  # the body is already read (middleware)
+    header_length = request.headers.get(kserve.HEADER_LENGTH)
+    parsed = await parse_body(request, lambda raw: kserve.parse_infer_request(
+        raw, header_length, model=model.info.name, max_inputs=config.max_inputs,
+        max_input_chars=config.max_input_chars))
+    check_response_size(request, parsed.count * model.info.dimension,
+                        binary=all(output.binary for output in parsed.outputs))
     result = await _embed(model, parsed, kserve.timeout_ms(parsed.timeout_us, config.request_timeout_ms))
     build = partial(kserve.build_infer_response, model=model.info.name, version=str(model.info.version),
                     request_id=parsed.id, vectors=result.vectors, outputs=parsed.outputs)
@@ -120,9 +121,19 @@ async def _checked_control_request(request: web.Request) -> str:
     return request.match_info["model"]
 
 
+def _serving(request: web.Request, name: str) -> ServedModel | None:
+    try:
+        return request.app[REGISTRY].get(name)
+    except ServerError:
+        return None
+
+
 @routes.post("/v2/repository/models/{model}/load")
 async def load_model(request: web.Request) -> web.Response:
     name = await _checked_control_request(request)
+    old = _serving(request, name)
+    if old is not None:
+        request.app[METRICS].retire(old.stats)  # its counters live on in the new instance's
     await asyncio.shield(request.app[REGISTRY].load(name))
     return web.Response(status=200)
 
@@ -130,6 +141,9 @@ async def load_model(request: web.Request) -> web.Response:
 @routes.post("/v2/repository/models/{model}/unload")
 async def unload_model(request: web.Request) -> web.Response:
     name = await _checked_control_request(request)
+    old = _serving(request, name)
+    if old is not None:
+        request.app[METRICS].retire(old.stats)
     await asyncio.shield(request.app[REGISTRY].unload(name))
     return web.Response(status=200)
 

@@ -8,7 +8,7 @@ from ..errors import invalid
 from ..model import Embeddings, ServedModel
 from ..protocols import openai
 from ..state import CONFIG, REGISTRY
-from .common import json_response, read_json, render
+from .common import check_response_size, json_of, json_response, parse_body, render
 
 routes = web.RouteTableDef()
 
@@ -31,11 +31,18 @@ async def _embed(model: ServedModel, request: openai.EmbeddingsRequest) -> Embed
 @routes.post("/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     config, registry = request.app[CONFIG], request.app[REGISTRY]
-    parsed = openai.parse_embeddings_request(await read_json(request), max_inputs=config.max_inputs)
-    model = registry.get(parsed.model) if parsed.model else registry.default()
+    parsed = await parse_body(request, lambda raw: openai.parse_embeddings_request(
+        json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
+
+    def pick() -> ServedModel:
+        return registry.get(parsed.model) if parsed.model else registry.default()
+
+    model = pick()
     if parsed.dimensions is not None and parsed.dimensions > model.info.dimension:
         raise invalid(f"'dimensions' must be at most {model.info.dimension} for model {model.info.name}",
                       "dimensions")
+    check_response_size(request, parsed.count * (parsed.dimensions or model.info.dimension),
+                        binary=parsed.encoding_format == "base64")
     result = await _embed(model, parsed)
     vectors = openai.reduce_dimensions(result.vectors, parsed.dimensions, normalize=model.info.normalize)
     body = await render(

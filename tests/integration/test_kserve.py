@@ -265,7 +265,7 @@ def test_unsupported_and_wrong_method_routes(client, minilm_server):
 def control_server(tmp_path_factory, minilm_repository):
     repository = tmp_path_factory.mktemp("control-repo")
     link_model(minilm_repository, repository, MODEL)
-    server = start_server(repository, "--max-batch-size", "8")
+    server = start_server(repository, "--max-batch-size", "8", "--model-control", "true")
     yield server
     assert server.stop() == 0
 

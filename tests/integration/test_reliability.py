@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 
@@ -167,6 +168,15 @@ def test_a_corrupt_model_file_stops_start_up_with_a_clear_error(tmp_path, minilm
     assert result.returncode != 0 and "start-up failed" in result.stderr and "model.onnx" in result.stderr
 
 
+def raw_request(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
 async def test_api_key_guards_every_route_but_health(repo):
     server = start_server(repo, env={"OES_API_KEY": "s3cret"})
     try:
@@ -182,8 +192,15 @@ async def test_api_key_guards_every_route_but_health(repo):
                 assert response.status == 200
             async with session.get(server.url + "/metrics") as response:
                 assert response.status == 401
+            async with session.get(server.url + "/openapi.json") as response:
+                assert response.status == 401
             for path in ("/health", "/v2/health/live", "/v2/health/ready"):
                 assert http_status(server.url + path) == 200
+        for token in (b"Bearer \xff\xfe\x80", b"\xc3\x28 s3cret", b"Bearer s3cret\xff"):  # not UTF-8
+            reply = raw_request(server.port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: " + token
+                                + b"\r\nConnection: close\r\n\r\n")
+            assert reply.startswith(b"HTTP/1.1 401"), reply[:300]
+        assert "Traceback" not in server.log()
     finally:
         assert server.stop() == 0
 

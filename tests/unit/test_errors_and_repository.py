@@ -37,3 +37,19 @@ def test_a_symlinked_model_outside_the_repository_is_not_found(tmp_path):
     (repo / "evil").symlink_to(outside)
     with pytest.raises(RepositoryError):
         find_model(repo, "evil")
+
+
+def test_a_version_folder_symlinked_outside_the_repository_is_not_loaded(tmp_path):
+    outside = tmp_path / "outside" / "2"
+    outside.mkdir(parents=True)
+    (outside / "model.onnx").write_bytes(b"onnx")
+    (outside / "tokenizer.json").write_text("{}")
+    model = tmp_path / "repo" / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.onnx").write_bytes(b"onnx")
+    (model / "1" / "tokenizer.json").write_text("{}")
+    (model / "config.pbtxt").write_text('name: "m"')
+    (model / "2").symlink_to(outside)
+    assert find_model(tmp_path / "repo", "m").version == 1
+    with pytest.raises(RepositoryError):
+        find_model(tmp_path / "repo", "m", version=2)
