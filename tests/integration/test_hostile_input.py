@@ -71,7 +71,7 @@ def test_corrupt_compressed_bodies_are_refused_in_each_protocols_shape(minilm_se
 def test_token_ids_beyond_int64_are_refused_as_outside_the_vocabulary(minilm_server, body, path):
     response = requests.post(minilm_server.url + path, json=body, timeout=30)
     assert response.status_code == (422 if path == "/embed" else 400), response.text
-    assert "vocabulary" in response.text
+    assert "vocabulary" in response.text or "integer token ids" in response.text  # JSON reads -2**63-5 as a float
 
 
 def test_kserve_refuses_an_output_named_twice(minilm_server):
