@@ -12,7 +12,7 @@ PORT   ?= 8000
 DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu-wheels || echo cpu)
 EXTRAS ?= $(DEVICE),export,test,bench
 
-.PHONY: install serve export test lint bench soak clean
+.PHONY: install serve export test lint bench soak clean perf-analyzer
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: export
 
 soak: export
 	$(PY) -m benchmarks.soak --model-repository $(MODELS) --model $(MODEL)
+
+# Triton's perf_analyzer 2.60 (needs glibc 2.38) with Debian 13's loader and C/C++ runtime, inside $(VENV) only.
+perf-analyzer: $(VENV)/.installed
+	$(PY) tools/install_perf_analyzer.py $(VENV)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
