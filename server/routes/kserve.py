@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .. import kserve_infer
 from ..errors import ErrorKind, ServerError, invalid
 from ..model import ServedModel
 from ..protocols import kserve
 from ..repository import model_config_json
 from ..state import CONFIG, REGISTRY
-from ..tokenizer import Tokenized
 from .common import json_response, render
 from .docs import server_version
 from .openai import timing_headers
@@ -52,8 +52,8 @@ async def all_stats(request: web.Request) -> web.Response:
 @routes.get(MODEL)
 @routes.get(VERSIONED)
 async def model_metadata(request: web.Request) -> web.Response:
-    info = _model(request).info
-    return json_response(kserve.model_metadata(info.name, [str(info.version)], info.dimension))
+    model = _model(request)
+    return json_response(kserve.model_metadata(model.info.name, [str(model.info.version)], model.entry.config))
 
 
 @routes.get(MODEL + "/ready")
@@ -80,23 +80,13 @@ async def model_stats(request: web.Request) -> web.Response:
     return json_response(kserve.stats([_model(request).stats.as_json()]))
 
 
-async def _tokenize(model: ServedModel, parsed: kserve.InferRequest) -> Tokenized:
-    if parsed.texts is not None:
-        return await model.tokenize_texts(parsed.texts)
-    sequences = kserve.sequences_from_ids(parsed.input_ids, parsed.attention_mask,  # type: ignore[arg-type]
-                                          vocab_size=model.tokenizer.vocab_size,
-                                          max_seq_length=model.info.max_seq_length)
-    return Tokenized(sequences=sequences, truncated=0)
-
-
 @routes.post(MODEL + "/infer")
 @routes.post(VERSIONED + "/infer")
 async def infer(request: web.Request) -> web.Response:
     model, config = _model(request), request.app[CONFIG]
     parsed = kserve.parse_infer_request(await request.read(), request.headers.get(kserve.HEADER_LENGTH),
                                         model=model.info.name, max_inputs=config.max_inputs)
-    result = await model.embed(await _tokenize(model, parsed),
-                               timeout_ms=kserve.timeout_ms(parsed.timeout_us, config.request_timeout_ms))
+    result = await kserve_infer.embed(model, parsed, config)
     build = partial(kserve.build_infer_response, model=model.info.name, version=str(model.info.version),
                     request_id=parsed.id, vectors=result.vectors, outputs=parsed.outputs)
     body, header_length = await render(build, result.vectors.size)
