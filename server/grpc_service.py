@@ -171,7 +171,8 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelStreamInfer(self, request_iterator, context):
         """Each request on the stream is answered as soon as it is done (requests share batches); a failed
-        request gets a response with `error_message` and its id, and the stream goes on."""
+        request gets a response with `error_message` and its id, and the stream goes on. A client that goes
+        away cancels what it still had running."""
         try:
             self.authenticate(context)
         except ServerError as exc:
@@ -182,14 +183,19 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         async def answer(request: service_pb2.ModelInferRequest) -> None:
             response = await self._stream_response(request)
             async with writing:
-                await context.write(response)
+                if not context.done():
+                    await context.write(response)
 
-        async for request in request_iterator:
-            task = asyncio.create_task(answer(request))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+        try:
+            async for request in request_iterator:
+                task = asyncio.create_task(answer(request))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in list(tasks):
+                task.cancel()
 
     async def _stream_response(self, request) -> service_pb2.ModelStreamInferResponse:
         try:

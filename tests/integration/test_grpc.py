@@ -330,3 +330,31 @@ async def test_sigterm_drains_grpc_calls_in_flight(tmp_path, minilm_repository, 
         assert cosines(result.as_numpy(OUTPUT), np.repeat(expected, 16, axis=0)).min() >= 0.9999
     assert server.process.wait(60) == 0
     assert "cutting them" not in server.log()
+
+
+async def test_a_client_that_leaves_a_stream_mid_flight_costs_the_server_nothing(minilm_server):
+    keep_open = asyncio.Event()
+    log_start = len(minilm_server.log())
+
+    async def requests():
+        for index in range(6):
+            yield {"model_name": MODEL, "inputs": [text_input([LONG] * 16)], "request_id": f"c-{index}"}
+        await keep_open.wait()
+
+    async with grpcaio.InferenceServerClient(grpc_url(minilm_server)) as client:
+        responses = client.stream_infer(requests())
+        reader = asyncio.create_task(anext(responses))
+        deadline = asyncio.get_running_loop().time() + 60
+        while await pending(minilm_server.url) < 1:
+            assert asyncio.get_running_loop().time() < deadline, "the stream's requests never reached the queue"
+            await asyncio.sleep(0.05)
+        reader.cancel()
+    # the channel is closed with requests queued or running: they are dropped, the server goes on
+    deadline = asyncio.get_running_loop().time() + 120
+    while await pending(minilm_server.url) > 0:
+        assert asyncio.get_running_loop().time() < deadline, "abandoned stream requests stayed pending"
+        await asyncio.sleep(0.1)
+    async with grpcaio.InferenceServerClient(grpc_url(minilm_server)) as client:
+        result = await client.infer(MODEL, [text_input(["after the stream"])])
+        assert result.as_numpy(OUTPUT).shape == (1, 384) and await client.is_server_live()
+    assert "Traceback" not in minilm_server.log()[log_start:]
