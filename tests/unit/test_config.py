@@ -46,3 +46,12 @@ def test_bad_env_value_names_the_variable(capsys):
 def test_config_is_frozen():
     with pytest.raises(Exception):
         ServerConfig().port = 1  # type: ignore[misc]
+
+
+def test_grpc_flags():
+    assert (ServerConfig().grpc, ServerConfig().grpc_port) == (True, 8001)
+    config = parse_config(["--grpc-port", "0"], {"OES_GRPC": "false"})
+    assert config.grpc is False and config.grpc_port == 0
+    assert parse_config([], {"OES_GRPC_PORT": "9101"}).grpc_port == 9101
+    with pytest.raises(SystemExit):
+        parse_config(["--grpc-port", "70000"], {})
