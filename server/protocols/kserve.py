@@ -1,5 +1,8 @@
 """KServe v2 / Triton HTTP: parse inference requests (JSON and binary tensor extension), build bodies. No I/O.
 
+The tensor checks (`check_input`, `requested_output`, `assemble_request`, ...) and the metadata (derived from
+the model config) are shared with KServe v2 over gRPC (`protocols/kserve_grpc.py`).
+
 A model takes either a BYTES input `TEXT` of shape [N] or [N, 1] (the server tokenizes), or INT64
 `input_ids` + `attention_mask` (+ optional `token_type_ids`, all zeros) of shape [N, L] from clients
 that tokenize themselves; it returns the FP32 output `sentence_embedding` of shape [N, dim].
@@ -306,13 +309,12 @@ def assemble_request(found: dict[str, tuple[dict, memoryview | None]], *, reques
                      ) -> InferRequest:
     """Checked inputs -> one request (any protocol). `found` maps an input name to its tensor (`shape`, and
     `data` unless its bytes are the chunk) and its binary chunk."""
-    timeout = timeout_us
+    timeout = timeout_us or None
     if TEXT in found:
         if len(found) > 1:
             raise invalid(f"send either '{TEXT}' or '{INPUT_IDS}' + '{ATTENTION_MASK}', not both")
         tensor, chunk = found[TEXT]
-        return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs), None, None, outputs,
-                            timeout or None)
+        return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs), None, None, outputs, timeout)
     if INPUT_IDS not in found or ATTENTION_MASK not in found:
         raise invalid(f"model '{model}' needs input '{TEXT}' (BYTES), or inputs '{INPUT_IDS}' and "
                       f"'{ATTENTION_MASK}' (INT64)")
@@ -326,7 +328,7 @@ def assemble_request(found: dict[str, tuple[dict, memoryview | None]], *, reques
         raise invalid(f"input '{INPUT_IDS}' holds {len(ids)} sequences; at most {max_inputs} are allowed")
     if TOKEN_TYPE_IDS in arrays and arrays[TOKEN_TYPE_IDS][mask != 0].any():
         raise invalid(f"'{TOKEN_TYPE_IDS}' must be all zeros: the server embeds single-segment sequences")
-    return InferRequest(request_id, None, ids, mask, outputs, timeout or None)
+    return InferRequest(request_id, None, ids, mask, outputs, timeout)
 
 
 def sequences_from_ids(ids: np.ndarray, mask: np.ndarray, *, vocab_size: int, max_seq_length: int
