@@ -159,6 +159,8 @@ LABEL org.opencontainers.image.title="onnx-embedding-server" \
 
 USER 10001:10001
 EXPOSE 8000
+# KServe v2 over gRPC (--grpc-port, Triton's 8001)
+EXPOSE 8001
 
 # Readiness, not liveness: 200 only once every model is loaded and warmed, 503 while starting and draining.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \

@@ -40,7 +40,7 @@ SERVE_STAMP := $(VENV)/.installed-serve
 TEST_STAMP  := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install serve export test lint bench soak clean
+.PHONY: install serve export test lint bench soak clean perf-analyzer
 
 # Runtime + export. torch goes first, from the CPU index where it answers, so pip never picks the CUDA build.
 $(SERVE_STAMP): pyproject.toml tools/install_torch.py
@@ -91,6 +91,10 @@ bench: export $(BENCH_STAMP)
 
 soak: export $(BENCH_STAMP)
 	$(PY) -m benchmarks.soak --model-repository $(MODELS) --model $(MODEL)
+
+# Triton's perf_analyzer 2.60 (needs glibc 2.38) with Debian 13's loader and C/C++ runtime, inside $(VENV) only.
+perf-analyzer: $(VENV)/.installed
+	$(PY) tools/install_perf_analyzer.py $(VENV)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

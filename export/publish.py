@@ -26,6 +26,7 @@ from server.repository import (
     PARAM_PRECISION,
     PARAM_SOURCE,
     ModelConfig,
+    conform_inputs,
     write_model_config,
 )
 
@@ -60,6 +61,7 @@ def model_config(contract: Contract) -> ModelConfig:
     )
     for name in contract.inputs:
         config.input.add(name=name, data_type=model_config_pb2.TYPE_INT64, dims=[-1])
+    conform_inputs(config)
     config.output.add(
         name="sentence_embedding", data_type=model_config_pb2.TYPE_FP32, dims=[contract.dimension]
     )

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from . import grpc_server
 from .config import ServerConfig
 from .metrics import Metrics
 from .middleware import auth_middleware, body_middleware, errors_middleware, in_flight_middleware
@@ -33,6 +34,7 @@ def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Appli
         app.router.add_routes(table)
     app.cleanup_ctx.append(_models_ctx(exit_on_fatal))
     app.on_shutdown.append(_start_draining)
+    grpc_server.install(app)  # KServe v2 over gRPC: starts after the models, drains beside HTTP
     return app
 
 

@@ -29,6 +29,8 @@ class ServerConfig:
     models: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc: bool = True
+    grpc_port: int = 8001
     device: str = "config"
     cuda_options: tuple[tuple[str, str], ...] = ()
     instance_count: int = 0
@@ -58,6 +60,8 @@ class ServerConfig:
             raise ValueError(f"device must be config, cpu or gpu, not {self.device!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be 1..65535, not {self.port}")
+        if not 0 <= self.grpc_port < 65536:
+            raise ValueError(f"grpc_port must be 0..65535, not {self.grpc_port}")
         if self.intra_op_threads < 0 or self.instance_count < 0:
             raise ValueError("instance_count and intra_op_threads must be >= 0 (0 = config.pbtxt / the CPUs)")
         if not 0 <= self.inference_niceness <= 19:
@@ -116,7 +120,11 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
     ("--model-repository", Path, Path("models"), "Triton-style model repository to serve."),
     ("--models", _names, (), "Comma-separated model names to load (default: every model in the repository)."),
     ("--host", str, "127.0.0.1", "Address to bind. Use 0.0.0.0 in a container."),
-    ("--port", int, 8000, "Port for every route (APIs, health, /metrics)."),
+    ("--port", int, 8000, "Port for every HTTP route (APIs, health, /metrics)."),
+    ("--grpc", _bool, True,
+     "Serve KServe v2 over gRPC (inference.GRPCInferenceService and grpc.health.v1.Health) beside HTTP, "
+     "in the same process, sharing the models and batches."),
+    ("--grpc-port", int, 8001, "Port of the gRPC server (Triton's default); 0 picks a free port and logs it."),
     ("--device", str, "config",
      "Where instances run: 'config' follows each config.pbtxt instance_group; 'cpu' or 'gpu' force it. "
      "GPU instances fail start-up if ONNX Runtime falls back to CPU."),
@@ -167,7 +175,8 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
      "Truncate inputs longer than the model's max_seq_length (counted in a metric and a response header); "
      "false rejects them."),
     ("--max-inputs", int, 2048, "Most inputs in one request (OpenAI's limit is 2048)."),
-    ("--max-request-bytes", int, 16 * 1024 * 1024, "Largest request body accepted (413 beyond)."),
+    ("--max-request-bytes", int, 16 * 1024 * 1024,
+     "Largest request body accepted (413 beyond), and largest gRPC message (RESOURCE_EXHAUSTED beyond)."),
     ("--api-key", str, None, "Require 'Authorization: Bearer <key>' on every route but liveness and readiness."),
     ("--model-control", _bool, False,
      "Allow POST /v2/repository/models/<m>/load and /unload (off by default, as in Triton). Refused at start-up "
@@ -241,6 +250,8 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             models=tuple(args.models),
             host=args.host,
             port=args.port,
+            grpc=args.grpc,
+            grpc_port=args.grpc_port,
             device=args.device,
             cuda_options=tuple(args.cuda_options),
             instance_count=args.instance_count,

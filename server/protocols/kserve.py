@@ -1,5 +1,8 @@
 """KServe v2 / Triton HTTP: parse inference requests (JSON and binary tensor extension), build bodies. No I/O.
 
+The tensor checks (`check_input`, `requested_output`, `assemble_request`, ...) and the metadata (derived from
+the model config) are shared with KServe v2 over gRPC (`protocols/kserve_grpc.py`).
+
 A model takes either a BYTES input `TEXT` of shape [N] or [N, 1] (the server tokenizes), or INT64
 `input_ids` + `attention_mask` (+ optional `token_type_ids`, all zeros) of shape [N, L] from clients
 that tokenize themselves; it returns the FP32 output `sentence_embedding` of shape [N, dim].
@@ -16,6 +19,7 @@ import orjson
 
 from ..errors import ErrorKind, ServerError, invalid
 from . import bounded_json
+from ..repository import ModelConfig, model_config_pb2
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PLATFORM = "onnxruntime_onnx"
@@ -55,18 +59,32 @@ def server_metadata(version: str) -> bytes:
     return orjson.dumps({"name": "onnx-embedding-server", "version": version, "extensions": EXTENSIONS})
 
 
-def model_metadata(name: str, versions: list[str], dimension: int) -> bytes:
-    return orjson.dumps({
+def datatype(data_type: int) -> str:
+    """A ModelConfig data type as the protocol names it (Triton's rule: TYPE_STRING is BYTES)."""
+    name = model_config_pb2.DataType.Name(data_type).removeprefix("TYPE_")
+    return "BYTES" if name == "STRING" else name
+
+
+def metadata_tensors(tensors, max_batch_size: int) -> list[dict]:
+    """Config inputs or outputs as metadata lists them: with batching, the shape is [-1] + dims."""
+    batch = [-1] if max_batch_size > 0 else []
+    return [{"name": t.name, "datatype": datatype(t.data_type), "shape": batch + [int(d) for d in t.dims]}
+            for t in tensors]
+
+
+def model_metadata_dict(name: str, versions: list[str], config: ModelConfig) -> dict:
+    """Model metadata derived from the (conformed) model config, so `/config` and metadata always agree."""
+    return {
         "name": name,
         "versions": versions,
         "platform": PLATFORM,
-        "inputs": [
-            {"name": TEXT, "datatype": "BYTES", "shape": [-1]},
-            {"name": INPUT_IDS, "datatype": "INT64", "shape": [-1, -1]},
-            {"name": ATTENTION_MASK, "datatype": "INT64", "shape": [-1, -1]},
-        ],
-        "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, dimension]}],
-    })
+        "inputs": metadata_tensors(config.input, config.max_batch_size),
+        "outputs": metadata_tensors(config.output, config.max_batch_size),
+    }
+
+
+def model_metadata(name: str, versions: list[str], config: ModelConfig) -> bytes:
+    return orjson.dumps(model_metadata_dict(name, versions, config))
 
 
 def serialize_bytes(items: list[bytes]) -> bytes:
@@ -124,6 +142,11 @@ def _parameters(obj: dict, where: str) -> dict:
         return {}
     if not isinstance(params, dict):
         raise invalid(f"'parameters' of {where} must be a JSON object")
+    return check_parameters(params, where)
+
+
+def check_parameters(params: dict, where: str) -> dict:
+    """Reject shared-memory parameters (any protocol); return `params`."""
     if any(key in params for key in _SHARED_MEMORY_KEYS):
         raise ServerError(ErrorKind.UNSUPPORTED, f"shared memory is not supported ({where}); send the data "
                           "in the request body")
@@ -163,6 +186,13 @@ def _flatten_strings(data: Any, name: str, max_items: int) -> list[str]:
     return flat
 
 
+def decode_texts(items: list[bytes]) -> list[str]:
+    try:
+        return [item.decode("utf-8") for item in items]
+    except UnicodeDecodeError as exc:
+        raise invalid(f"input '{TEXT}' holds a string that is not valid UTF-8: {exc.reason}") from None
+
+
 def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int, max_input_chars: int
            ) -> list[str]:
     shape = _shape(tensor, TEXT)
@@ -173,11 +203,7 @@ def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int, 
     if chunk is None:
         texts = _flatten_strings(tensor.get("data"), TEXT, shape[0])
     else:
-        items = deserialize_bytes(chunk, TEXT, max_items=shape[0], max_item_bytes=4 * max_input_chars)
-        try:
-            texts = [item.decode("utf-8") for item in items]
-        except UnicodeDecodeError as exc:
-            raise invalid(f"input '{TEXT}' holds a string that is not valid UTF-8: {exc.reason}") from None
+        texts = decode_texts(deserialize_bytes(chunk, TEXT, max_items=shape[0], max_item_bytes=4 * max_input_chars))
     if len(texts) != shape[0]:
         raise invalid(f"input '{TEXT}' has {len(texts)} elements but its shape {shape} needs {shape[0]}")
     for index, text in enumerate(texts):
@@ -218,18 +244,43 @@ def _outputs(body: dict, model: str, binary_default: bool) -> list[RequestedOutp
     for out in requested:
         if not isinstance(out, dict) or not isinstance(out.get("name"), str):
             raise invalid("each requested output must be an object with a string 'name'")
-        if out["name"] != OUTPUT:
-            raise invalid(f"unexpected inference output '{out['name']}' for model '{model}'")
-        if outputs:
-            raise invalid(f"output '{OUTPUT}' is requested more than once")
-        params = _parameters(out, f"output '{OUTPUT}'")
-        if params.get("classification"):
-            raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{OUTPUT}'")
-        binary = params.get("binary_data", binary_default)
-        if not isinstance(binary, bool):
-            raise invalid(f"output '{OUTPUT}': 'binary_data' must be a boolean")
-        outputs.append(RequestedOutput(OUTPUT, binary))
+        outputs.append(requested_output(out["name"], _parameters(out, f"output '{OUTPUT}'"), model,
+                                        binary_default))
+    return check_unique(outputs)
+
+
+def requested_output(name: str, params: dict, model: str, binary_default: bool) -> RequestedOutput:
+    """One requested output, checked (any protocol): only the embedding, no classification."""
+    if name != OUTPUT:
+        raise invalid(f"unexpected inference output '{name}' for model '{model}'")
+    check_parameters(params, f"output '{OUTPUT}'")
+    if params.get("classification"):
+        raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{OUTPUT}'")
+    binary = params.get("binary_data", binary_default)
+    if not isinstance(binary, bool):
+        raise invalid(f"output '{OUTPUT}': 'binary_data' must be a boolean")
+    return RequestedOutput(OUTPUT, binary)
+
+
+def check_unique(outputs: list[RequestedOutput]) -> list[RequestedOutput]:
+    """Each output at most once (any protocol): a repeated one would be serialized again for nothing."""
+    seen: set[str] = set()
+    for output in outputs:
+        if output.name in seen:
+            raise invalid(f"output '{output.name}' is requested more than once")
+        seen.add(output.name)
     return outputs
+
+
+def check_input(name: str, datatype: Any, model: str, seen) -> None:
+    """An input's name and data type are the model's, and it comes once (any protocol)."""
+    if name not in _DATATYPES:
+        raise invalid(f"unexpected inference input '{name}' for model '{model}'")
+    if name in seen:
+        raise invalid(f"input '{name}' is given more than once")
+    if datatype != _DATATYPES[name]:
+        raise invalid(f"inference input '{name}' data-type is '{datatype}', but model "
+                      f"'{model}' expects '{_DATATYPES[name]}'")
 
 
 def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tuple[dict, memoryview | None]]:
@@ -242,13 +293,7 @@ def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tup
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
             raise invalid("each input must be an object with a string 'name'")
         name = tensor["name"]
-        if name not in _DATATYPES:
-            raise invalid(f"unexpected inference input '{name}' for model '{model}'")
-        if name in found:
-            raise invalid(f"input '{name}' is given more than once")
-        if tensor.get("datatype") != _DATATYPES[name]:
-            raise invalid(f"inference input '{name}' data-type is '{tensor.get('datatype')}', but model "
-                          f"'{model}' expects '{_DATATYPES[name]}'")
+        check_input(name, tensor.get("datatype"), model, found)
         size = _parameters(tensor, f"input '{name}'").get("binary_data_size")
         chunk = None
         if size is not None:
@@ -287,12 +332,22 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
         raise invalid("'timeout' must be a non-negative integer (microseconds)")
     found = _collect_inputs(body, binary, model)
     outputs = _outputs(body, model, binary_default)
+    return assemble_request(found, request_id=request_id, outputs=outputs, timeout_us=timeout, model=model,
+                            max_inputs=max_inputs, max_input_chars=max_input_chars)
+
+
+def assemble_request(found: dict[str, tuple[dict, memoryview | None]], *, request_id: str | None,
+                     outputs: list[RequestedOutput], timeout_us: int | None, model: str, max_inputs: int,
+                     max_input_chars: int = 2_000_000) -> InferRequest:
+    """Checked inputs -> one request (any protocol). `found` maps an input name to its tensor (`shape`, and
+    `data` unless its bytes are the chunk) and its binary chunk."""
+    timeout = timeout_us or None
     if TEXT in found:
         if len(found) > 1:
             raise invalid(f"send either '{TEXT}' or '{INPUT_IDS}' + '{ATTENTION_MASK}', not both")
         tensor, chunk = found[TEXT]
         return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs, max_input_chars), None, None,
-                            outputs, timeout or None)
+                            outputs, timeout)
     if INPUT_IDS not in found or ATTENTION_MASK not in found:
         raise invalid(f"model '{model}' needs input '{TEXT}' (BYTES), or inputs '{INPUT_IDS}' and "
                       f"'{ATTENTION_MASK}' (INT64)")
@@ -306,7 +361,7 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
         raise invalid(f"input '{INPUT_IDS}' holds {len(ids)} sequences; at most {max_inputs} are allowed")
     if TOKEN_TYPE_IDS in arrays and arrays[TOKEN_TYPE_IDS][mask != 0].any():
         raise invalid(f"'{TOKEN_TYPE_IDS}' must be all zeros: the server embeds single-segment sequences")
-    return InferRequest(request_id, None, ids, mask, outputs, timeout or None)
+    return InferRequest(request_id, None, ids, mask, outputs, timeout)
 
 
 def sequences_from_ids(ids: np.ndarray, mask: np.ndarray, *, vocab_size: int, max_seq_length: int

@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .. import kserve_infer
 from ..errors import ErrorKind, ServerError, invalid
-from ..model import Embeddings, ServedModel
+from ..model import ServedModel
 from ..protocols import bounded_json, kserve
 from ..repository import model_config_json
 from ..state import CONFIG, METRICS, REGISTRY
-from ..tokenizer import Tokenized
 from .common import check_response_size, json_response, parse_body, render
 from .docs import server_version
 from .openai import timing_headers
@@ -49,8 +49,8 @@ async def all_stats(request: web.Request) -> web.Response:
 @routes.get(MODEL)
 @routes.get(VERSIONED)
 async def model_metadata(request: web.Request) -> web.Response:
-    info = _model(request).info
-    return json_response(kserve.model_metadata(info.name, [str(info.version)], info.dimension))
+    model = _model(request)
+    return json_response(kserve.model_metadata(model.info.name, [str(model.info.version)], model.entry.config))
 
 
 @routes.get(MODEL + "/ready")
@@ -77,15 +77,6 @@ async def model_stats(request: web.Request) -> web.Response:
     return json_response(kserve.stats([_model(request).stats.as_json()]))
 
 
-async def _embed(model: ServedModel, parsed: kserve.InferRequest, timeout_ms: int | None) -> Embeddings:
-    if parsed.texts is not None:
-        return await model.embed_texts(parsed.texts, timeout_ms=timeout_ms)
-    sequences = kserve.sequences_from_ids(parsed.input_ids, parsed.attention_mask,  # type: ignore[arg-type]
-                                          vocab_size=model.tokenizer.vocab_size,
-                                          max_seq_length=model.info.max_seq_length)
-    return await model.embed_sequences(Tokenized(sequences=sequences, truncated=0), timeout_ms=timeout_ms)
-
-
 @routes.post(MODEL + "/infer")
 @routes.post(VERSIONED + "/infer")
 async def infer(request: web.Request) -> web.Response:
@@ -96,7 +87,7 @@ async def infer(request: web.Request) -> web.Response:
         max_input_chars=config.max_input_chars))
     check_response_size(request, parsed.count * model.info.dimension,
                         binary=all(output.binary for output in parsed.outputs))
-    result = await _embed(model, parsed, kserve.timeout_ms(parsed.timeout_us, config.request_timeout_ms))
+    result = await kserve_infer.embed(model, parsed, config)
     build = partial(kserve.build_infer_response, model=model.info.name, version=str(model.info.version),
                     request_id=parsed.id, vectors=result.vectors, outputs=parsed.outputs)
     body, header_length = await render(build, result.vectors.size)

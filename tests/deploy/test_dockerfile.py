@@ -17,6 +17,7 @@ from .oes_deploy_helpers import (
     EXPORT_ONLY,
     READY_PATH,
     ROOT,
+    GRPC_PORT,
     SERVER_PORT,
     Instr,
     expected_cuda_major,
@@ -343,7 +344,7 @@ def test_user_is_not_root():
 
 def test_expose_matches_the_server_port_and_env():
     exposed = [p.split("/")[0] for i in DF.final.all("EXPOSE") for p in i.args.split()]
-    assert exposed == [str(SERVER_PORT)]
+    assert exposed == [str(SERVER_PORT), str(GRPC_PORT)]
     for device in ("gpu", "cpu"):
         env = DF.image_env(device)
         assert env["OES_PORT"] == str(SERVER_PORT)

@@ -93,8 +93,9 @@ def test_published_tokenizer_truncates_at_256_and_pads_to_the_longest(minilm_rep
 def expected_config(name: str, precision: str) -> ModelConfig:
     text = f"""
         name: "{name}" platform: "onnxruntime_onnx" backend: "onnxruntime" max_batch_size: 64
-        input {{ name: "input_ids" data_type: TYPE_INT64 dims: -1 }}
-        input {{ name: "attention_mask" data_type: TYPE_INT64 dims: -1 }}
+        input {{ name: "TEXT" data_type: TYPE_STRING dims: 1 }}
+        input {{ name: "input_ids" data_type: TYPE_INT64 dims: -1 optional: true }}
+        input {{ name: "attention_mask" data_type: TYPE_INT64 dims: -1 optional: true }}
         output {{ name: "sentence_embedding" data_type: TYPE_FP32 dims: 384 }}
         dynamic_batching {{ max_queue_delay_microseconds: 0 default_queue_policy {{ max_queue_size: 1024 }} }}
         instance_group {{ kind: KIND_CPU count: 1 }}

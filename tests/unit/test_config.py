@@ -61,3 +61,12 @@ def test_the_removed_inference_threads_flag_points_to_instance_count(argv, env, 
         parse_config(argv, env)
     err = capsys.readouterr().err
     assert info.value.code == 2 and "was removed" in err and "--instance-count" in err
+
+
+def test_grpc_flags():
+    assert (ServerConfig().grpc, ServerConfig().grpc_port) == (True, 8001)
+    config = parse_config(["--grpc-port", "0"], {"OES_GRPC": "false"})
+    assert config.grpc is False and config.grpc_port == 0
+    assert parse_config([], {"OES_GRPC_PORT": "9101"}).grpc_port == 9101
+    with pytest.raises(SystemExit):
+        parse_config(["--grpc-port", "70000"], {})
