@@ -115,6 +115,8 @@ def _ours(name: str, model: str, setup: Setup, extra: tuple[str, ...] = (), abou
         "127.0.0.1",
         "--port",
         "{port}",
+        "--grpc-port",  # gRPC stays on, as by default, on a free port: the benchmark drives HTTP
+        "0",
         *extra,
         *setup.server_args,
     )

@@ -14,6 +14,7 @@ from .config import parse_config
 from .repository import RepositoryError
 from .serving import serve
 from .state import LIFECYCLE
+from .worker import THREAD_PREFIX
 
 log = logging.getLogger("server")
 
@@ -38,16 +39,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit(code: int, deadline: float | None) -> int:
-    """Return `code`, unless a thread still runs once the deadline has passed: then end the process at once.
+    """Return `code`, unless an inference thread still runs once the deadline has passed: then end the process at
+    once.
 
     Finalizing the interpreter under a thread that is inside ONNX Runtime aborts the process ("terminate called
     without an active exception", exit -6) when that thread next takes the GIL; os._exit skips finalization.
     """
     wait_until = (deadline if deadline is not None else time.monotonic()) + 1.0
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread():
-            thread.join(max(0.0, wait_until - time.monotonic()))
-    running = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    inference = [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
+    for thread in inference:  # other threads (gRPC's poller, executors) never run ONNX Runtime
+        thread.join(max(0.0, wait_until - time.monotonic()))
+    running = [t.name for t in inference if t.is_alive()]
     if running:
         log.warning("threads still running at exit: %s; ending the process without finalizing", ", ".join(running))
         logging.shutdown()

@@ -24,7 +24,7 @@ from .statistics import ModelStatistics
 from .tokenizer import TextTokenizer, Tokenized
 from .batching import BatchingPolicy
 from .dispatch import BatchDispatcher
-from .worker import BatchObserver, InferenceWorker
+from .worker import BatchObserver, InferenceWorker, thread_name
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ def _build_instances(
     for spec in specs:
         session = _checked(create_session(spec), entry)
         instance = [
-            InferenceWorker(f"infer-{entry.name}-{len(workers) + k}", session, [i.name for i in session.get_inputs()],
+            InferenceWorker(thread_name(entry.name, len(workers) + k), session, [i.name for i in session.get_inputs()],
                             OUTPUT_NAME, tokenizer.pad_id, dispatcher, stats, on_batch, on_fatal, spec.niceness)
             for k in range(spec.instances)
         ]

@@ -27,6 +27,13 @@ class Session(Protocol):
 BatchObserver = Callable[[int, int, int], None]  # (batch size, real tokens, padded tokens)
 
 
+THREAD_PREFIX = "infer-"  # every inference thread's name starts with it (server/__main__.py waits for them)
+
+
+def thread_name(model: str, index: int) -> str:
+    return f"{THREAD_PREFIX}{model}-{index}"
+
+
 class InferenceWorker:
     def __init__(
         self,

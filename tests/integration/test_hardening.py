@@ -115,6 +115,17 @@ def test_the_whole_drain_fits_in_one_grace_period(repo):
     assert "grace period ended" in server.log() and traffic.results
 
 
+def test_an_idle_server_stops_at_once_with_grpc_on(repo):
+    """Nothing in flight: SIGTERM ends the process in about a second, not after the grace period (gRPC's own
+    poller thread once made the exit wait for the whole of it)."""
+    server = start_server(repo, "--shutdown-grace-s", "30")
+    assert "gRPC: listening" in server.log()
+    started = time.monotonic()
+    assert server.stop(timeout=60) == 0
+    assert time.monotonic() - started < 10.0
+    assert "threads still running at exit" not in server.log()
+
+
 def test_model_control_is_off_by_default_and_readiness_needs_every_start_up_model(repo):
     server = start_server(repo)
     try:
