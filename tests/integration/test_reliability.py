@@ -95,24 +95,31 @@ async def test_a_request_queued_past_its_deadline_is_answered_503_without_comput
         assert server.stop() == 0
 
 
-async def test_a_client_that_goes_away_costs_no_inference_and_frees_its_slot(repo):
-    server = start_server(repo, "--max-queue-size", "1")
+async def test_a_client_that_goes_away_costs_no_inference_and_frees_its_slot(repo, tmp_path):
+    """A request held in the queue whose client leaves is never computed and frees its queue slot. The model's
+    only thread is held by a gated run, so the leaving request is certainly queued (fair rounds no longer keep
+    a small request waiting behind a big one, which this test once relied on)."""
+    gate = tmp_path / "gate"
+    server = start_server(repo, "--max-queue-size", "1", module="tests.integration.faulty_server",
+                          env={"FAULTY_GATE": str(gate)})
     try:
         async with aiohttp.ClientSession() as session:
-            busy = asyncio.create_task(post(session, server.url + "/v1/embeddings",
-                                            {"model": MODEL, "input": [LONG] * 64}))
-            await asyncio.sleep(0.3)
+            url = server.url + "/v1/embeddings"
+            held = asyncio.create_task(post(session, url, {"model": MODEL, "input": [[SLOW_ID, 2000]]}))
+            await asyncio.sleep(0.3)  # the held request's run has started: it no longer waits in the queue
             async with aiohttp.ClientSession() as leaving:
                 with pytest.raises(asyncio.TimeoutError):
-                    await post(leaving, server.url + "/v1/embeddings", {"model": MODEL, "input": ["bye"] * 7},
-                               timeout=0.3)
+                    await post(leaving, url, {"model": MODEL, "input": ["bye"] * 7}, timeout=0.3)
+            nxt = asyncio.create_task(post(session, url, {"model": MODEL, "input": "next"}))
             await asyncio.sleep(0.2)
-            status, _, _ = await post(session, server.url + "/v1/embeddings", {"model": MODEL, "input": "next"})
-            assert status == 200  # the departed request's queue slot was freed
-            assert (await busy)[0] == 200
-            assert await metric(session, server.url, "nv_inference_count") == 64 + 1
+            assert not nxt.done()  # admitted (the departed request's slot was freed), waiting behind the gate
+            gate.touch()
+            assert (await asyncio.wait_for(nxt, 60))[0] == 200
+            assert (await asyncio.wait_for(held, 60))[0] == 200
+            assert await metric(session, server.url, "nv_inference_count") == 1 + 1  # never the 7 texts
             assert await metric(session, server.url, "nv_inference_pending_request_count") == 0
     finally:
+        gate.touch()
         assert server.stop() == 0
 
 

@@ -12,6 +12,7 @@ import importlib.metadata
 import re
 import sys
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -48,13 +49,21 @@ def declared(extras: tuple[str, ...]) -> set[str]:
     return names
 
 
+def _parse(path: Path) -> ast.AST:
+    """ast.parse on a fresh thread: CPython 3.11.7 can raise a spurious "AST constructor recursion depth
+    mismatch" SystemError on a thread whose recursion counter an earlier test left off (gh-106905, fixed in
+    3.11.8); the counter is per thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(ast.parse, path.read_text(), str(path)).result()
+
+
 def imported_modules(part: str, first_party: bool = False) -> dict[str, str]:
     """Top-level third-party (or first-party) modules imported anywhere under ROOT/part -> a file that imports it."""
     found = {}
     for path in (ROOT / part).rglob("*.py"):
         if str(path.relative_to(ROOT)) in OWN_VENV_SCRIPTS:
             continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(_parse(path)):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
