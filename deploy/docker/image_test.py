@@ -168,7 +168,7 @@ def local_server(repository: Path) -> Iterator[str]:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="oes-local-", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "-m", "server", "--model-repository", str(repository), "--host",
-                             "127.0.0.1", "--port", str(port)], cwd=ROOT, stdout=log,
+                             "127.0.0.1", "--port", str(port), "--grpc-port", "0"], cwd=ROOT, stdout=log,
                             stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
@@ -206,7 +206,8 @@ def start_container(docker: Docker, tag: str) -> Container:
     if has_bridge(docker):
         net = ["-p", f"127.0.0.1:{port}:8000"]
     else:  # a daemon without a bridge (ours): host network, the server on loopback only
-        net = ["--network", "host", "-e", "OES_HOST=127.0.0.1", "-e", f"OES_PORT={port}"]
+        net = ["--network", "host", "-e", "OES_HOST=127.0.0.1", "-e", f"OES_PORT={port}",
+               "-e", f"OES_GRPC_PORT={free_port()}"]  # the host's 8001 may be taken (another server, a test)
     docker.run("run", "-d", "--name", name, "--stop-timeout", "45", *net, tag)
     say(f"started container {name} on 127.0.0.1:{port}")
     return Container(docker, name, f"http://127.0.0.1:{port}")
