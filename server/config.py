@@ -39,6 +39,9 @@ class ServerConfig:
     request_timeout_ms: int | None = None
     truncate: bool = True
     max_inputs: int = 2048
+    max_input_chars: int = 1_000_000
+    chunking: str = "none"
+    chunk_overlap: int = 32
     max_request_bytes: int = 16 * 1024 * 1024
     api_key: str | None = None
     model_control: bool = True
@@ -56,6 +59,10 @@ class ServerConfig:
             raise ValueError("inference_niceness must be 0..19")
         if self.max_inputs < 1 or self.max_request_bytes < 1024:
             raise ValueError("max_inputs must be >= 1 and max_request_bytes >= 1024")
+        if self.max_input_chars < 1:
+            raise ValueError("max_input_chars must be >= 1")
+        if self.chunking not in ("none", "mean", "chunks") or self.chunk_overlap < 0:
+            raise ValueError("chunking must be none, mean or chunks, and chunk_overlap >= 0")
 
 
 def _bool(text: str) -> bool:
@@ -129,6 +136,13 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
      "Truncate inputs longer than the model's max_seq_length (counted in a metric and a response header); "
      "false rejects them."),
     ("--max-inputs", int, 2048, "Most inputs in one request (OpenAI's limit is 2048)."),
+    ("--max-input-chars", int, 1_000_000,
+     "Most characters in one input text; longer ones are rejected before tokenizing."),
+    ("--chunking", str, "none",
+     "Default for requests that do not say: 'none' truncates inputs longer than max_seq_length; 'mean' embeds "
+     "them in overlapping token windows and returns the token-weighted mean; 'chunks' also returns each "
+     "window's vector and character span."),
+    ("--chunk-overlap", int, 32, "Tokens shared by consecutive windows when chunking (default for requests)."),
     ("--max-request-bytes", int, 16 * 1024 * 1024, "Largest request body accepted (413 beyond)."),
     ("--api-key", str, None, "Require 'Authorization: Bearer <key>' on every route but liveness and readiness."),
     ("--model-control", _bool, True, "Allow POST /v2/repository/models/<m>/load and /unload."),
@@ -186,6 +200,9 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             request_timeout_ms=args.request_timeout_ms,
             truncate=args.truncate,
             max_inputs=args.max_inputs,
+            max_input_chars=args.max_input_chars,
+            chunking=args.chunking,
+            chunk_overlap=args.chunk_overlap,
             max_request_bytes=args.max_request_bytes,
             api_key=args.api_key or None,
             model_control=args.model_control,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .scheduler import Job, JobResult, WorkQueue
 from .session import SessionSpec, available_cpus, create_session, release_freed_memory
+from .prompts import PromptSet
 from .statistics import ModelStatistics
 from .tokenizer import TextTokenizer, Tokenized
 from .dispatch import BatchDispatcher, BatchPolicy
@@ -28,6 +30,7 @@ OUTPUT_NAME = "sentence_embedding"
 # Requests with more characters than this are tokenized off the event loop.
 INLINE_TOKENIZE_CHARS = 4096
 DEFAULT_MAX_BATCH_TOKENS = 2048
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class ServedModel:
         self.info = info
         self.tokenizer = tokenizer
         self.entry = entry
+        self.prompts = PromptSet.from_entry(entry)
         self.stats = stats
         self._dispatcher = dispatcher
         self._workers = workers
@@ -140,6 +144,7 @@ class ServedModel:
         max_seq_length = int(entry.parameter(repo.PARAM_MAX_SEQ_LENGTH, "0") or 0)
         if max_seq_length <= 0:
             raise repo.RepositoryError(f"{entry.name}: config.pbtxt lacks parameter {repo.PARAM_MAX_SEQ_LENGTH}")
+        PromptSet.from_entry(entry)  # a default_prompt_name that names no prompt fails the load
         tokenizer = TextTokenizer(entry.tokenizer_path, max_seq_length, truncate=config.truncate)
         policy, queue_size = _policy(entry, config)
         stats = ModelStatistics(entry.name, entry.version)
@@ -195,6 +200,12 @@ class ServedModel:
             return self.tokenizer.encode_ids(token_lists)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._tokenize_pool, self.tokenizer.encode_ids, token_lists)
+
+    async def off_loop(self, work: Callable[[], T], chars: int) -> T:
+        """Run tokenizing `work` inline when its input is small (`chars`), else on the model's tokenizer thread."""
+        if chars <= INLINE_TOKENIZE_CHARS:
+            return work()
+        return await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
 
     async def embed(self, tokenized: Tokenized, *, timeout_ms: int | None = None) -> Embeddings:
         """Queue the sequences and wait for their embeddings (rows in input order)."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from .errors import invalid
 
@@ -75,6 +75,12 @@ class TextTokenizer:
             )
         sequences = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         return Tokenized(sequences=sequences, truncated=len(truncated))
+
+    def encode_full(self, texts: list[str]) -> list[Encoding]:
+        """Untruncated encodings with the special tokens, for left truncation and chunking (server/chunking.py)."""
+        if len(texts) == 1:
+            return [self._untruncated.encode(texts[0])]
+        return self._untruncated.encode_batch(texts)
 
     def encode_ids(self, token_lists: list[list[int]]) -> Tokenized:
         """Pre-tokenized input (ids without special tokens): add the model's special tokens, check the vocabulary."""

@@ -15,6 +15,8 @@ import numpy as np
 import orjson
 
 from ..errors import ErrorKind, ServerError, invalid
+from ..options import DEFAULT, EmbeddingOptions, options_from_parameters
+from ..repository import OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_SPAN
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PLATFORM = "onnxruntime_onnx"
@@ -25,6 +27,7 @@ INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 TOKEN_TYPE_IDS = "token_type_ids"
 OUTPUT = "sentence_embedding"
+CHUNK_OUTPUTS = (OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_SPAN)
 
 _DATATYPES = {TEXT: "BYTES", INPUT_IDS: "INT64", ATTENTION_MASK: "INT64", TOKEN_TYPE_IDS: "INT64"}
 _SHARED_MEMORY_KEYS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
@@ -44,6 +47,9 @@ class InferRequest:
     attention_mask: np.ndarray | None  # [N, L] int64
     outputs: list[RequestedOutput]
     timeout_us: int | None
+    options: EmbeddingOptions = DEFAULT  # from the request parameters (see server/options.py)
+    outputs_given: bool = True  # False: the client asked for no output by name, so it gets every one that applies
+    binary_default: bool = False
 
     @property
     def count(self) -> int:
@@ -195,15 +201,16 @@ def _outputs(body: dict, model: str, binary_default: bool) -> list[RequestedOutp
     for out in requested:
         if not isinstance(out, dict) or not isinstance(out.get("name"), str):
             raise invalid("each requested output must be an object with a string 'name'")
-        if out["name"] != OUTPUT:
-            raise invalid(f"unexpected inference output '{out['name']}' for model '{model}'")
-        params = _parameters(out, f"output '{OUTPUT}'")
+        name = out["name"]
+        if name != OUTPUT and name not in CHUNK_OUTPUTS:
+            raise invalid(f"unexpected inference output '{name}' for model '{model}'")
+        params = _parameters(out, f"output '{name}'")
         if params.get("classification"):
-            raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{OUTPUT}'")
+            raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{name}'")
         binary = params.get("binary_data", binary_default)
         if not isinstance(binary, bool):
-            raise invalid(f"output '{OUTPUT}': 'binary_data' must be a boolean")
-        outputs.append(RequestedOutput(OUTPUT, binary))
+            raise invalid(f"output '{name}': 'binary_data' must be a boolean")
+        outputs.append(RequestedOutput(name, binary))
     return outputs
 
 
@@ -262,12 +269,14 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
         raise invalid("'timeout' must be a non-negative integer (microseconds)")
     found = _collect_inputs(body, binary, model)
     outputs = _outputs(body, model, binary_default)
+    options = options_from_parameters(params)
+    given = bool(body.get("outputs"))
     if TEXT in found:
         if len(found) > 1:
             raise invalid(f"send either '{TEXT}' or '{INPUT_IDS}' + '{ATTENTION_MASK}', not both")
         tensor, chunk = found[TEXT]
         return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs), None, None, outputs,
-                            timeout or None)
+                            timeout or None, options, given, binary_default)
     if INPUT_IDS not in found or ATTENTION_MASK not in found:
         raise invalid(f"model '{model}' needs input '{TEXT}' (BYTES), or inputs '{INPUT_IDS}' and "
                       f"'{ATTENTION_MASK}' (INT64)")
@@ -281,7 +290,20 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
         raise invalid(f"input '{INPUT_IDS}' holds {len(ids)} sequences; at most {max_inputs} are allowed")
     if TOKEN_TYPE_IDS in arrays and arrays[TOKEN_TYPE_IDS][mask != 0].any():
         raise invalid(f"'{TOKEN_TYPE_IDS}' must be all zeros: the server embeds single-segment sequences")
-    return InferRequest(request_id, None, ids, mask, outputs, timeout or None)
+    return InferRequest(request_id, None, ids, mask, outputs, timeout or None, options, given, binary_default)
+
+
+def outputs_for(request: InferRequest, *, chunks: bool) -> list[RequestedOutput]:
+    """The outputs to return: chunk outputs need chunking 'chunks', and come by default with it."""
+    names = [output.name for output in request.outputs]
+    if not chunks:
+        asked = [name for name in names if name in CHUNK_OUTPUTS]
+        if asked:
+            raise invalid(f"outputs {asked} need the request parameter chunking='chunks'")
+        return request.outputs
+    if request.outputs_given:
+        return request.outputs
+    return request.outputs + [RequestedOutput(name, request.binary_default) for name in CHUNK_OUTPUTS]
 
 
 def sequences_from_ids(ids: np.ndarray, mask: np.ndarray, *, vocab_size: int, max_seq_length: int
@@ -312,20 +334,30 @@ def timeout_ms(timeout_us: int | None, server_timeout_ms: int | None) -> int | N
     return min(requested, server_timeout_ms) if server_timeout_ms else requested
 
 
+_WIRE = {"FP32": "<f4", "INT64": "<i8"}
+
+
 def build_infer_response(*, model: str, version: str, request_id: str | None, vectors: np.ndarray,
-                         outputs: list[RequestedOutput]) -> tuple[bytes, int | None]:
-    """The response body and, when any output is binary, the length of its JSON header."""
+                         outputs: list[RequestedOutput], extra: dict[str, np.ndarray] | None = None
+                         ) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the length of its JSON header.
+
+    `extra` holds the other outputs by name (the chunk tensors), FP32 or INT64 arrays.
+    """
     header: dict[str, Any] = {} if request_id is None else {"id": request_id}
     header.update(model_name=model, model_version=version, outputs=[])
+    tensors = {OUTPUT: vectors, **(extra or {})}
     chunks = []
     for output in outputs:
-        entry: dict[str, Any] = {"name": output.name, "datatype": "FP32", "shape": list(vectors.shape)}
+        array = tensors[output.name]
+        datatype = "INT64" if array.dtype.kind in "iu" else "FP32"
+        entry: dict[str, Any] = {"name": output.name, "datatype": datatype, "shape": list(array.shape)}
         if output.binary:
-            data = vectors.astype("<f4", copy=False).tobytes()
+            data = array.astype(_WIRE[datatype], copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
         else:
-            entry["data"] = np.ascontiguousarray(vectors, dtype=np.float32).ravel()
+            entry["data"] = np.ascontiguousarray(array, dtype=_WIRE[datatype]).ravel()
         header["outputs"].append(entry)
     json_part = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:

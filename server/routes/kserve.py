@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..embedding import TextEmbeddings, check_token_id_options, chunk_tensors, default_chunking, embed_texts
 from ..errors import ErrorKind, ServerError, invalid
+from ..options import CHUNKS
 from ..model import ServedModel
 from ..protocols import kserve
 from ..repository import model_config_json
@@ -80,13 +82,24 @@ async def model_stats(request: web.Request) -> web.Response:
     return json_response(kserve.stats([_model(request).stats.as_json()]))
 
 
-async def _tokenize(model: ServedModel, parsed: kserve.InferRequest) -> Tokenized:
+async def _embed(model: ServedModel, parsed: kserve.InferRequest, config, timeout_ms: int | None
+                 ) -> TextEmbeddings:
     if parsed.texts is not None:
-        return await model.tokenize_texts(parsed.texts)
+        return await embed_texts(model, parsed.texts, parsed.options, config, timeout_ms=timeout_ms)
+    check_token_id_options(parsed.options)
     sequences = kserve.sequences_from_ids(parsed.input_ids, parsed.attention_mask,  # type: ignore[arg-type]
                                           vocab_size=model.tokenizer.vocab_size,
                                           max_seq_length=model.info.max_seq_length)
-    return Tokenized(sequences=sequences, truncated=0)
+    result = await model.embed(Tokenized(sequences=sequences, truncated=0), timeout_ms=timeout_ms)
+    return TextEmbeddings(result, None)
+
+
+def _wants_chunks(parsed: kserve.InferRequest, config) -> bool:
+    """Whether the request embeds in windows with mode 'chunks' (the server's default applies to texts)."""
+    options = parsed.options
+    if parsed.texts is not None:
+        options = options.with_default_chunking(default_chunking(config))
+    return options.chunking is not None and options.chunking.mode == CHUNKS
 
 
 @routes.post(MODEL + "/infer")
@@ -95,11 +108,13 @@ async def infer(request: web.Request) -> web.Response:
     model, config = _model(request), request.app[CONFIG]
     parsed = kserve.parse_infer_request(await request.read(), request.headers.get(kserve.HEADER_LENGTH),
                                         model=model.info.name, max_inputs=config.max_inputs)
-    result = await model.embed(await _tokenize(model, parsed),
-                               timeout_ms=kserve.timeout_ms(parsed.timeout_us, config.request_timeout_ms))
+    outputs = kserve.outputs_for(parsed, chunks=_wants_chunks(parsed, config))
+    embedded = await _embed(model, parsed, config, kserve.timeout_ms(parsed.timeout_us, config.request_timeout_ms))
+    result = embedded.result
+    extra = None if embedded.chunks is None else chunk_tensors(embedded.chunks, model.info.dimension)
     build = partial(kserve.build_infer_response, model=model.info.name, version=str(model.info.version),
-                    request_id=parsed.id, vectors=result.vectors, outputs=parsed.outputs)
-    body, header_length = await render(build, result.vectors.size)
+                    request_id=parsed.id, vectors=result.vectors, outputs=outputs, extra=extra)
+    body, header_length = await render(build, result.vectors.size + sum(a.size for a in (extra or {}).values()))
     headers = timing_headers(result)
     if header_length is None:
         return json_response(body, headers=headers)
