@@ -160,6 +160,9 @@ async def embed_texts(model: ServedModel, texts: list[str], options: EmbeddingOp
     check_texts(texts, config.max_input_chars)
     options = options.with_default_chunking(default_chunking(config))
     prompt = model.prompts.resolve(options)
+    if len(prompt) > config.max_input_chars:
+        raise invalid(f"the prompt has {len(prompt)} characters; at most {config.max_input_chars} are allowed "
+                      "(--max-input-chars)", "prompt")
     if options.chunking is not None:
         _check_window_estimate(texts, options.chunking, model.info.max_seq_length, config.max_inputs)
     prepared = await model.off_loop(

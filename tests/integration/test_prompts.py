@@ -51,11 +51,16 @@ def sources(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(sources, tmp_path_factory):
+def repository(sources, tmp_path_factory):
     repository = tmp_path_factory.mktemp("prompted-models")
     for name, path in sources.items():
         run(ExportConfig(source=str(path), name=name, repository=repository, precisions=(FP32,)))
-    process = start_server(repository, "--max-inputs", "64")
+    return repository
+
+
+@pytest.fixture(scope="module")
+def server(repository):
+    process = start_server(repository, "--max-inputs", "64", "--max-input-chars", "20000")
     yield process
     assert process.stop() == 0
 
@@ -339,3 +344,31 @@ def test_chunking_counts_windows_against_max_inputs(server):
         "outputs": [{"name": "chunk_count"}]})
     assert outputs.status_code == 400 and "chunking" in outputs.json()["error"]
     assert requests.get(server.url + "/v2/health/ready", timeout=10).status_code == 200
+
+
+def test_the_character_cap_is_checked_on_every_api(server):
+    text = "x" * 20001  # the server runs with --max-input-chars 20000
+    openai_error = post(server, "/v1/embeddings", {"model": MODEL, "input": ["ok", text]})
+    assert openai_error.status_code == 400 and "--max-input-chars" in openai_error.json()["error"]["message"]
+    assert post(server, "/embed", {"inputs": text, "chunking": "mean"}).status_code == 422
+    kserve_error = post(server, f"/v2/models/{MODEL}/infer", {
+        "inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": [text]}]})
+    assert kserve_error.status_code == 400 and "20001 characters" in kserve_error.json()["error"]
+    prompt_error = post(server, "/v1/embeddings", {"model": MODEL, "input": "ok", "prompt": text})
+    assert prompt_error.status_code == 400 and prompt_error.json()["error"]["param"] == "prompt"
+
+
+def test_server_default_chunking_applies_unless_the_request_says_otherwise(repository, st):
+    process = start_server(repository, "--chunking", "chunks", "--chunk-overlap", "16", "--models", MODEL)
+    try:
+        vectors, spans, mean, _ = windowed_reference(st, LONG, PROMPTS["query"], 16)
+        default = post(process, "/v1/embeddings", {"input": LONG, "encoding_format": "float"}).json()["data"][0]
+        assert [(c["start"], c["end"]) for c in default["chunks"]] == spans
+        assert cosines(np.array(default["embedding"]), mean).min() >= 0.99999
+        plain = post(process, "/v1/embeddings", {"input": LONG, "encoding_format": "float",
+                                                 "chunking": {"mode": "none"}}).json()["data"][0]
+        assert "chunks" not in plain and cosines(np.array(plain["embedding"]), st.encode(LONG)).min() >= 0.99999
+        tei = post(process, "/embed", {"inputs": [LONG]}).json()
+        assert [(c["start"], c["end"]) for c in tei[0]] == spans
+    finally:
+        assert process.stop() == 0
