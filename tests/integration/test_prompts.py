@@ -275,7 +275,7 @@ def test_mean_chunking_equals_sentence_transformers_on_the_same_windows(client, 
     assert response.usage.prompt_tokens == tokens + len(st.tokenizer("query: " + TEXTS[0])["input_ids"])
 
 
-def test_chunks_on_openai_give_window_vectors_and_exact_spans(server, st):
+def test_chunks_on_openai_give_window_vectors_and_exact_spans(server, client, st):
     vectors, spans, mean, _ = windowed_reference(st, LONG, PROMPTS["passage"], 16)
     assert len(spans) >= 3
     response = post(server, "/v1/embeddings", {"model": MODEL, "input": [LONG, "short"], "encoding_format": "float",
@@ -291,6 +291,9 @@ def test_chunks_on_openai_give_window_vectors_and_exact_spans(server, st):
         assert piece == piece.strip() and piece.split()[0] in WORDS
         assert cosines(np.array(chunk["embedding"]), st.encode(piece, prompt_name="passage")).min() >= 0.99999
     assert [(c["start"], c["end"]) for c in second["chunks"]] == [(0, 5)]
+    sdk = client.embeddings.create(model=MODEL, input=LONG, encoding_format="float", extra_body={
+        "prompt_name": "passage", "chunking": {"mode": "chunks", "overlap": 16}})
+    assert [(c["start"], c["end"]) for c in sdk.data[0].model_extra["chunks"]] == spans
 
     encoded = post(server, "/v1/embeddings", {"model": MODEL, "input": LONG, "encoding_format": "base64",
                                               "chunking": {"mode": "chunks"}}).json()["data"][0]
