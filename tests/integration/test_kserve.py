@@ -100,7 +100,7 @@ def test_model_config_is_the_repository_config(client, minilm_repository):
     assert config["name"] == MODEL and config["platform"] == "onnxruntime_onnx"
     assert config["max_batch_size"] > 0
     assert [i["name"] for i in config["input"]] == ["input_ids", "attention_mask"]
-    assert [o["name"] for o in config["output"]] == [OUTPUT]
+    assert [o["name"] for o in config["output"]] == [OUTPUT, "chunk_embedding", "chunk_count", "chunk_span"]
     assert config["parameters"]["max_seq_length"] == {"string_value": "256"}
     assert client.get_model_config(MODEL, "1") == config
 
