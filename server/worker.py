@@ -114,8 +114,9 @@ class InferenceWorker:
                         job.compute_input_ns, job.compute_infer_ns, job.compute_output_ns,
                     )
                     finished.append(job.resolve())
-        deliver(finished)
+        # Observed before the results go out, so /metrics never lags a response the client already has.
         self._on_batch(len(items), int(feeds["attention_mask"].sum()), feeds["attention_mask"].size)
+        deliver(finished)
 
     def _feeds(self, sequences: list[np.ndarray]) -> dict[str, np.ndarray]:
         longest = max(len(s) for s in sequences)
