@@ -9,7 +9,7 @@ resolved against the model in `prompts.py`, windows are cut in `chunking.py`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import invalid
@@ -45,8 +45,7 @@ class EmbeddingOptions:
     def with_default_chunking(self, default: Chunking | None) -> EmbeddingOptions:
         if self.chunking_given or default is None:
             return self
-        return EmbeddingOptions(self.prompt, self.prompt_name, self.input_type, self.truncation_direction,
-                                default, True)
+        return replace(self, chunking=default, chunking_given=True)
 
 
 DEFAULT = EmbeddingOptions()
