@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from benchmarks import ceiling, infinity, report, scrape, targets
+from benchmarks import ceiling, infinity, report, scrape, targets, triton
 from benchmarks.contenders import Contender, ContenderUnavailable, Setup, catalogue, started
 from benchmarks.corpus import DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TSV, Corpus, load_corpus
 from benchmarks.load import LoadSpec, ProbeSpec, measure
@@ -30,11 +30,17 @@ ORDER = (
     "st-process",
     "st-lock",
     "ort-async",
+    "ort-minimal",
     "infinity",
+    "triton",
     "ours",
+    "ours-tuned",
     "ours-int8",
+    "ours-mpnet",
 )
-QUICK = ("st-process", "infinity", "ours", "ours-int8")
+QUICK = ("st-process", "ort-minimal", "ours", "ours-int8")
+# Served on the second, larger model (with its own ceiling measured right before it).
+SECOND_MODEL_CONTENDERS = ("ours-mpnet",)
 MB = 2**20
 # The ceiling runs right before our server, so the ratio that matters compares neighbours in time.
 CEILING_BEFORE = "ours"
@@ -72,6 +78,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tsv", type=Path, default=DEFAULT_TSV)
     parser.add_argument("--encoding-format", choices=("float", "base64"), default="float")
     parser.add_argument("--ceiling-passes", type=int, default=3)
+    parser.add_argument(
+        "--second-model",
+        default="all-mpnet-base-v2",
+        help="larger model for ours-mpnet, in the same repository (make mpnet); skipped when not exported",
+    )
+    parser.add_argument(
+        "--second-corpus-size", type=int, default=500, help="texts in the second model's corpus (same seed)"
+    )
+    parser.add_argument("--second-ceiling-passes", type=int, default=1)
+    parser.add_argument(
+        "--tuned-instances", type=int, default=None, help="ours-tuned's --instance-count (default: the CPUs)"
+    )
+    parser.add_argument(
+        "--triton-intra-op", type=int, default=None, help="ORT intra-op threads in Triton (default: the CPUs)"
+    )
+    parser.add_argument(
+        "--server-args", default="", help="extra arguments for every `python -m server` (shell-quoted string)"
+    )
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument(
         "--quick", action="store_true", help="small corpus, short windows: a smoke run of ~2 minutes"
@@ -82,6 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.corpus_size, args.duration, args.warmup, args.ceiling_passes = 200, 2.0, 0.3, 1
+        args.second_corpus_size = min(args.second_corpus_size, 100)
         args.bulk_size = min(args.bulk_size, 64)
         args.concurrency = args.concurrency or "1,64"
         args.contenders = args.contenders or ",".join(QUICK)
@@ -107,17 +132,21 @@ def loads(args: argparse.Namespace) -> list[tuple[int, int]]:
     return points + [(args.bulk_concurrency, args.bulk_size)] if args.bulk_size > 0 else points
 
 
-def run_ceiling(args: argparse.Namespace, corpus: Corpus) -> dict:
-    print(f"[ceiling] raw ONNX Runtime session, {args.ceiling_passes} pass(es) per strategy", flush=True)
+def run_ceiling(
+    args: argparse.Namespace, corpus: Corpus, model: str | None = None, passes: int | None = None
+) -> dict:
+    passes = passes or args.ceiling_passes
+    model = model or args.model
+    print(f"[ceiling] {model}: raw ONNX Runtime session, {passes} pass(es) per strategy", flush=True)
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         future = pool.submit(
             ceiling.measure,
             str(args.model_repository),
-            args.model,
+            model,
             corpus.texts,
             corpus.tokens,
-            args.ceiling_passes,
-            not args.quick,
+            passes,
+            not args.quick and model == args.model,
             max(args.concurrency),
         )
         try:
@@ -163,7 +192,12 @@ def run_point(running, spec: LoadSpec, args: argparse.Namespace) -> dict:
 
 
 def run_contender(contender: Contender, corpus: Corpus, args: argparse.Namespace, log_dir: Path) -> dict:
-    entry = {"description": contender.description, "group": contender.group, "points": []}
+    entry = {
+        "description": contender.description,
+        "group": contender.group,
+        "model": contender.model,
+        "points": [],
+    }
     with started(contender, log_dir) as running:
         entry["idle_rss_mb"] = rss_bytes(running.process.pid) / MB
         for concurrency, batch in loads(args):
@@ -178,6 +212,7 @@ def run_contender(contender: Contender, corpus: Corpus, args: argparse.Namespace
                 args.passes * -(-len(corpus.texts) // batch),
                 args.warmup,
                 args.encoding_format,
+                protocol=contender.protocol,
             )
             point = run_point(running, spec, args)
             print(
@@ -196,15 +231,25 @@ def run_contenders(
 ) -> None:
     log_dir = args.out / "logs"
     log_dir.mkdir(exist_ok=True)
-    setup = Setup(args.model_repository, args.model, args.st_model, work_dir)
+    setup = Setup(
+        args.model_repository,
+        args.model,
+        args.st_model,
+        work_dir,
+        intra_op_threads=args.triton_intra_op,
+        tuned_instances=args.tuned_instances,
+        second_model=args.second_model,
+        server_args=tuple(shlex.split(args.server_args)),
+    )
     factories = catalogue(setup, files)
     for name in [n for n in ORDER if n in args.contenders]:
         if name == CEILING_BEFORE and not args.no_ceiling:
             run["ceiling"] = {**run_ceiling(args, corpus), "measured": "right before our server"}
         print(f"[{name}] starting", flush=True)
         try:
+            served_corpus = second_model_corpus(args, run) if name in SECOND_MODEL_CONTENDERS else corpus
             contender = factories[name]()
-            run["contenders"][name] = run_contender(contender, corpus, args, log_dir)
+            run["contenders"][name] = run_contender(contender, served_corpus, args, log_dir)
         except ContenderUnavailable as exc:
             reason = " ".join(str(exc).split())[-600:]
             print(f"[{name}] SKIPPED: {reason}", flush=True)
@@ -212,6 +257,23 @@ def run_contenders(
         write_json(run, args.out / "results.json")
     if not run["ceiling"] and not args.no_ceiling:
         run["ceiling"] = run_ceiling(args, corpus)
+
+
+def second_model_corpus(args: argparse.Namespace, run: dict) -> Corpus:
+    """The second model's corpus (same texts' recipe, its own token counts), its ceiling measured right before
+    it serves (recorded once under run["second_model"])."""
+    try:
+        files = locate(args.model_repository, args.second_model)
+    except FileNotFoundError as exc:
+        raise ContenderUnavailable(f"{exc} (export it with `make mpnet`)") from exc
+    tokenizer = load_tokenizer(files.tokenizer, files.max_seq_length)
+    corpus = load_corpus(tokenizer, files.max_seq_length, args.second_corpus_size, args.seed, args.tsv)
+    if "second_model" not in run:
+        run["second_model"] = {"model": args.second_model, "corpus": corpus.stats(), "ceiling": {}}
+        if not args.no_ceiling:
+            measured = run_ceiling(args, corpus, args.second_model, args.second_ceiling_passes)
+            run["second_model"]["ceiling"] = {**measured, "measured": "right before our server on it"}
+    return corpus
 
 
 def write_json(run: dict, path: Path) -> None:
@@ -257,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "infinity" in args.contenders:
         run["infinity_version"] = infinity.version()
+    if "triton" in args.contenders:
+        run["pytriton_version"] = triton.version()
     with tempfile.TemporaryDirectory(prefix="bench-") as work_dir:
         run_contenders(args, corpus, files, Path(work_dir), run)
     run["elapsed_s"] = time.monotonic() - start

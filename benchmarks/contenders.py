@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks import infinity
+from benchmarks import infinity, triton
 from benchmarks.corpus import REPO_ROOT
 from benchmarks.onnx_model import ModelFiles
 
@@ -38,6 +38,7 @@ class Contender:
     startup_timeout: float = 300.0
     cwd: Path = REPO_ROOT
     metrics: str | None = None
+    protocol: str = "openai"  # what the load generator sends to `route` (benchmarks.load.LoadSpec.protocol)
 
 
 class ContenderUnavailable(Exception):
@@ -50,6 +51,10 @@ class Setup:
     model: str
     st_model: Path
     work_dir: Path
+    intra_op_threads: int | None = None  # the Triton contender's ORT intra-op threads (None: every CPU)
+    tuned_instances: int | None = None  # instances of the tuned layout, `--instance-count` (None: every CPU)
+    second_model: str = "all-mpnet-base-v2"
+    server_args: tuple[str, ...] = ()  # appended to every `python -m server` command
 
 
 def _app(module: str, *args: str) -> tuple[str, ...]:
@@ -62,9 +67,9 @@ def _article(name: str, module: str, description: str, setup: Setup) -> Contende
     )
 
 
-def _ort_app(setup: Setup, files: ModelFiles) -> Contender:
+def _ort_app(setup: Setup, files: ModelFiles, module: str = "ort_async") -> Contender:
     command = _app(
-        "ort_async",
+        module,
         "--model",
         str(files.onnx),
         "--tokenizer",
@@ -72,6 +77,16 @@ def _ort_app(setup: Setup, files: ModelFiles) -> Contender:
         "--max-seq-length",
         str(files.max_seq_length),
     )
+    if module == "ort_minimal":
+        return Contender(
+            "ort-minimal",
+            "minimal aiohttp server: ORT (server's session options, 1 thread x every CPU) in the handler, "
+            "no batching (the c=1 floor)",
+            "onnx",
+            command,
+            setup.model,
+            env=OFFLINE,
+        )
     return Contender(
         "ort-async",
         "ORT session (default options) in the async handler, no batching",
@@ -82,9 +97,9 @@ def _ort_app(setup: Setup, files: ModelFiles) -> Contender:
     )
 
 
-def _ours(name: str, model: str, setup: Setup) -> Contender:
+def _ours(name: str, model: str, setup: Setup, extra: tuple[str, ...] = (), about: str = "") -> Contender:
     """Our server on a repository holding only `model` (hard-linked: the server refuses symlinks out of its
-    repository), so its RSS counts one model."""
+    repository), so its RSS counts one model; `extra` and `setup.server_args` are appended to its command."""
     source = setup.repository.resolve() / model
     if not (source / "config.pbtxt").is_file():
         raise ContenderUnavailable(f"{source}/config.pbtxt is missing (run the export first)")
@@ -100,10 +115,13 @@ def _ours(name: str, model: str, setup: Setup) -> Contender:
         "127.0.0.1",
         "--port",
         "{port}",
+        *extra,
+        *setup.server_args,
     )
+    flags = " ".join((*extra, *setup.server_args))
     return Contender(
         name,
-        f"python -m server, model {model}",
+        f"python -m server {flags}".rstrip() + f", model {model}{about}",
         "ours",
         command,
         model,
@@ -159,8 +177,55 @@ def _infinity(setup: Setup) -> Contender:
     )
 
 
+def _triton(setup: Setup, files: ModelFiles) -> Contender:
+    """PyTriton serving the exported model (same ONNX file and tokenizer.json), Triton's dynamic batcher."""
+    try:
+        interpreter = triton.python()
+        env = triton.environment(interpreter)
+    except triton.TritonUnavailable as exc:
+        raise ContenderUnavailable(str(exc)) from exc
+    if files.dimension is None:
+        raise ContenderUnavailable(f"{files.config}: no 'dimension' parameter (run the export first)")
+    threads = setup.intra_op_threads or len(os.sched_getaffinity(0))
+    command = (
+        str(interpreter),
+        "-m",
+        triton.APP,
+        "--model-dir",
+        str(files.onnx.parent),
+        "--name",
+        setup.model,
+        "--dimension",
+        str(files.dimension),
+        "--intra-op-threads",
+        str(threads),
+        "--http-port",
+        "{port}",
+        "--grpc-port",
+        "{port2}",
+        "--metrics-port",
+        "{port3}",
+        "--workspace",
+        str(setup.work_dir / "pytriton-workspace"),
+    )
+    return Contender(
+        "triton",
+        f"Triton via PyTriton {triton.version()} (dynamic batching, max batch 64, the same ONNX model and "
+        f"tokenizer in its Python callable, ORT intra-op {threads}), KServe v2 HTTP",
+        "peer",
+        command,
+        setup.model,
+        route=f"/v2/models/{setup.model}/infer",
+        probe="/v2/health/live",
+        ready=f"/v2/models/{setup.model}/ready",
+        env=env,
+        protocol="kserve",
+    )
+
+
 def catalogue(setup: Setup, files: ModelFiles) -> dict[str, Callable[[], Contender]]:
     """Every contender by name, built lazily (building one may install or export)."""
+    tuned = setup.tuned_instances or len(os.sched_getaffinity(0))
     return {
         "null": lambda: Contender(
             "null",
@@ -180,7 +245,13 @@ def catalogue(setup: Setup, files: ModelFiles) -> dict[str, Callable[[], Contend
         "ort-async": lambda: _ort_app(setup, files),
         "ours": lambda: _ours("ours", setup.model, setup),
         "ours-int8": lambda: _ours("ours-int8", f"{setup.model}-int8", setup),
+        "ours-tuned": lambda: _ours(
+            "ours-tuned", setup.model, setup, ("--instance-count", str(tuned)), " (tuned layout)"
+        ),
+        "ours-mpnet": lambda: _ours("ours-mpnet", setup.second_model, setup),
+        "ort-minimal": lambda: _ort_app(setup, files, "ort_minimal"),
         "infinity": lambda: _infinity(setup),
+        "triton": lambda: _triton(setup, files),
     }
 
 
@@ -188,6 +259,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def fill_ports(command: tuple[str, ...], port: int) -> list[str]:
+    """`{port}` is the contender's served port; `{port2}`, `{port3}` more free ports (gRPC, metrics)."""
+    extra = {f"{{port{n}}}": str(free_port()) for n in (2, 3) if any(f"{{port{n}}}" in p for p in command)}
+    filled = []
+    for part in command:
+        for placeholder, value in {"{port}": str(port), **extra}.items():
+            part = part.replace(placeholder, value)
+        filled.append(part)
+    return filled
 
 
 @dataclass
@@ -212,7 +294,7 @@ def started(contender: Contender, log_dir: Path) -> Iterator[Running]:
     """Start the contender in its own process group, wait until ready, and always stop it afterwards."""
     port = free_port()
     log = log_dir / f"{contender.name}.log"
-    command = [part.replace("{port}", str(port)) for part in contender.command]
+    command = fill_ports(contender.command, port)
     with log.open("w") as handle:
         process = subprocess.Popen(
             command,

@@ -37,6 +37,7 @@ class LoadSpec:
     warmup: float
     encoding_format: str = "float"
     timeout: float = 120.0
+    protocol: str = "openai"  # "openai": POST /v1/embeddings; "kserve": KServe v2 infer, BYTES TEXT input
 
 
 @dataclass(frozen=True)
@@ -60,23 +61,41 @@ class Record:
             self.error_samples.append(reason)
 
 
-def request_bodies(spec: LoadSpec) -> list[tuple[bytes, int, int]]:
-    """One pass over the corpus as (body, texts, tokens) per request, serialized once up front."""
+KSERVE_TEXT = "TEXT"
+KSERVE_OUTPUT = "sentence_embedding"
+
+
+def request_body(spec: LoadSpec, chunk: list[str]) -> bytes:
+    """One request's JSON: OpenAI embeddings, or KServe v2 infer (TEXT [N, 1], JSON output, as a
+    tritonclient user without binary data sends it)."""
     import orjson
 
+    if spec.protocol == "kserve":
+        tensor = {"name": KSERVE_TEXT, "shape": [len(chunk), 1], "datatype": "BYTES", "data": chunk}
+        return orjson.dumps({"inputs": [tensor], "outputs": [{"name": KSERVE_OUTPUT}]})
+    payload = chunk[0] if spec.batch == 1 else chunk
+    return orjson.dumps({"model": spec.model, "input": payload, "encoding_format": spec.encoding_format})
+
+
+def request_bodies(spec: LoadSpec) -> list[tuple[bytes, int, int]]:
+    """One pass over the corpus as (body, texts, tokens) per request, serialized once up front."""
     bodies = []
     for start in range(0, len(spec.texts), spec.batch):
         chunk = spec.texts[start : start + spec.batch]
-        payload = chunk[0] if spec.batch == 1 else chunk
-        body = orjson.dumps({"model": spec.model, "input": payload, "encoding_format": spec.encoding_format})
-        bodies.append((body, len(chunk), sum(spec.tokens[start : start + spec.batch])))
+        bodies.append((request_body(spec, chunk), len(chunk), sum(spec.tokens[start : start + spec.batch])))
     return bodies
 
 
-def embeddings_in(payload: bytes) -> int:
+def embeddings_in(payload: bytes, protocol: str = "openai") -> int:
+    """How many embeddings a reply carries (each one present, for KServe: shape [N, dim] and N*dim values)."""
     import orjson
 
-    return len(orjson.loads(payload)["data"])
+    document = orjson.loads(payload)
+    if protocol == "kserve":
+        (output,) = [o for o in document["outputs"] if o["name"] == KSERVE_OUTPUT]
+        rows, dimension = output["shape"]
+        return rows if len(output["data"]) == rows * dimension else -1
+    return len(document["data"])
 
 
 async def run_phase(spec: LoadSpec, requests, duration: float, max_requests: int, offset: int) -> Record:
@@ -100,7 +119,7 @@ async def run_phase(spec: LoadSpec, requests, duration: float, max_requests: int
                 continue
             if status != 200:
                 record.fail(f"HTTP {status}: {payload[:200]!r}")
-            elif embeddings_in(payload) != texts:
+            elif embeddings_in(payload, spec.protocol) != texts:
                 record.fail(f"expected {texts} embeddings")
             else:
                 record.latencies.append(time.perf_counter() - start)

@@ -19,6 +19,7 @@ class ModelFiles:
     tokenizer: Path
     max_seq_length: int
     config: Path | None
+    dimension: int | None = None
 
 
 def locate(repository: Path, name: str) -> ModelFiles:
@@ -35,21 +36,25 @@ def locate(repository: Path, name: str) -> ModelFiles:
             raise FileNotFoundError(f"{version / required} is missing")
     config = model_dir / "config.pbtxt"
     config = config if config.is_file() else None
+    from server.repository import PARAM_DIMENSION, PARAM_MAX_SEQ_LENGTH
+
+    max_seq_length = _parameter(config, PARAM_MAX_SEQ_LENGTH) or DEFAULT_MAX_SEQ_LENGTH
+    dimension = _parameter(config, PARAM_DIMENSION)
     return ModelFiles(
-        name, version / "model.onnx", version / "tokenizer.json", _max_seq_length(config), config
+        name, version / "model.onnx", version / "tokenizer.json", max_seq_length, config, dimension
     )
 
 
-def _max_seq_length(config: Path | None) -> int:
+def _parameter(config: Path | None, name: str) -> int | None:
+    """An integer parameter of config.pbtxt (`max_seq_length`, `dimension`), None if absent or unreadable."""
     if config is None:
-        return DEFAULT_MAX_SEQ_LENGTH
-    from server.repository import PARAM_MAX_SEQ_LENGTH, RepositoryError, read_model_config
+        return None
+    from server.repository import RepositoryError, read_model_config
 
     try:
-        parameters = read_model_config(config).parameters
-        return int(parameters[PARAM_MAX_SEQ_LENGTH].string_value)
+        return int(read_model_config(config).parameters[name].string_value)
     except (RepositoryError, KeyError, ValueError):
-        return DEFAULT_MAX_SEQ_LENGTH
+        return None
 
 
 def load_tokenizer(path: Path, max_seq_length: int, pad_to_longest: bool = False):

@@ -141,7 +141,10 @@ def machine_section(run: dict) -> list[str]:
                     f"CPU: {m['cpu']}; {m['logical_cpus']} logical CPUs ({m['available_cpus']} available); "
                     f"{m['memory_gib']} GiB; Linux {m['kernel']}; Python {m['python']}"
                 ),
-                f"{versions}; infinity-emb {run.get('infinity_version', '-')} (own venv)",
+                (
+                    f"{versions}; infinity-emb {run.get('infinity_version', '-')}, nvidia-pytriton "
+                    f"{run.get('pytriton_version', '-')} (each in its own venv)"
+                ),
                 (
                     "Shared machine: other work may run at the same time (see other CPU %); compare ratios within this "
                     "run, not across runs."
@@ -185,22 +188,40 @@ def workload_section(run: dict) -> list[str]:
 
 
 def ceiling_section(run: dict) -> list[str]:
-    ceiling = run.get("ceiling") or {}
+    return _ceiling_parts(run.get("ceiling") or {}, "## Offline ceiling")
+
+
+def second_model_section(run: dict) -> list[str]:
+    second = run.get("second_model")
+    if not second:
+        return []
+    c = second["corpus"]
+    about = (
+        f"The ours-mpnet contender serves {second['model']} (fp32) on a {c['texts']}-text corpus of the same "
+        f"recipe (mean {c['mean_tokens']:.1f} tokens with its tokenizer, {c['truncated']} cut at "
+        "max_seq_length)."
+    )
+    ceiling = _ceiling_parts(second.get("ceiling") or {}, f"### Offline ceiling, {second['model']}")
+    return [f"## Second model: {second['model']}", about, *ceiling]
+
+
+def _ceiling_parts(ceiling: dict, heading: str) -> list[str]:
     if not ceiling.get("strategies"):
-        return ["## Offline ceiling", f"Not measured: {ceiling.get('error', 'skipped')}"]
+        return [heading, f"Not measured: {ceiling.get('error', 'skipped')}"]
     layout = ceiling.get("layout") or f"1 thread(s) x {ceiling.get('intra_op_threads')} intra-op"
     by_layout = ceiling.get("single_latency_by_layout") or {layout: ceiling["single_latency"]}
     singles = "; ".join(
         f"{name}: p50 {fmt(s['p50_ms'], 2)} ms, p99 {fmt(s['p99_ms'], 2)} ms" for name, s in by_layout.items()
     )
+    best = "; ".join(f"{name}: {fmt(v)} texts/s" for name, v in (ceiling.get("best_by_layout") or {}).items())
     return [
-        "## Offline ceiling (raw ONNX Runtime session, no HTTP)",
+        f"{heading} (raw ONNX Runtime session, no HTTP)",
         (
             f"Model {ceiling['model']}, the server's session options (inter-op 1, sequential, ORT_ENABLE_ALL), "
-            f"every strategy in each thread layout on the same cores (the server's: {layout}), measured "
-            f"{ceiling.get('measured', 'at the start of the run')}; the whole pipeline is timed (tokenize, order, "
-            f"pad, run), median of passes. Single text, one per run ({singles}); the c=1 target compares with "
-            "the server's layout."
+            f"every strategy in each thread layout on the same cores (the server's default: {layout}), "
+            f"measured {ceiling.get('measured', 'at the start of the run')}; the whole pipeline is timed "
+            f"(tokenize, order, pad, run), median of passes. Best per layout: {best or '-'}. Single text, "
+            f"one per run ({singles}); the c=1 targets compare with the server's default layout."
         ),
         table(("strategy", "texts/s", "tokens/s", "seconds"), ceiling_rows(ceiling)),
     ]
@@ -279,6 +300,13 @@ def window_note(run: dict) -> list[str]:
 
 def notes(run: dict) -> list[str]:
     found = generator_notes(run) + batching_notes(run) + window_note(run)
+    if run["contenders"].get("triton", {}).get("points"):
+        found.append(
+            "Triton (PyTriton) is driven through its KServe v2 HTTP route with JSON tensors (TEXT [1, 1] in, "
+            "sentence_embedding out), the only protocol both servers share; its Python callable tokenizes "
+            "with the published tokenizer.json and runs the same model.onnx. perf_analyzer's numbers for "
+            "both servers come from `python -m benchmarks.perf` (results/perf_analyzer_<model>.md)."
+        )
     if run["contenders"].get("infinity", {}).get("points"):
         found.append(
             "Infinity truncates at the model's max_position_embeddings (512), not 256, so its few long texts cost "
@@ -294,6 +322,7 @@ def markdown(run: dict, targets: Sequence[Target]) -> str:
         *machine_section(run),
         *workload_section(run),
         *ceiling_section(run),
+        *second_model_section(run),
         *served_section(run),
         "## Targets",
         table(("target", "measured", "threshold", "result"), targets_rows(targets)),

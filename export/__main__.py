@@ -60,7 +60,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sts-data",
         type=Path,
-        help="STS-B test TSV for the int8 gate (default: data/stsb/sts-test.tsv of this repository)",
+        help="STS-B test TSV for the int8 and --expect-sts gates "
+        "(default: data/stsb/sts-test.tsv of this repository)",
+    )
+    p.add_argument(
+        "--expect-sts",
+        type=float,
+        metavar="SPEARMAN",
+        help="fail (exit 3, nothing published) unless the fp32 export's STS-B test Spearman x100 (cosine) is "
+        "within --expect-sts-tolerance of this value, e.g. the published score of the model",
+    )
+    p.add_argument(
+        "--expect-sts-tolerance",
+        type=float,
+        default=0.05,
+        metavar="POINTS",
+        help="allowed distance from --expect-sts, in Spearman x100 points (default: %(default)s)",
     )
     p.add_argument("--verbose", action="store_true", help="also show the libraries' own log output")
     return p
@@ -77,6 +92,8 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         force=args.force,
         optimize=args.optimize,
         sts_data=args.sts_data,
+        expect_sts=args.expect_sts,
+        expect_sts_tolerance=args.expect_sts_tolerance,
     )
 
 

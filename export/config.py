@@ -40,6 +40,9 @@ class ExportConfig:
     force: bool = False
     optimize: bool = False
     sts_data: Path | None = None
+    # The fp32 export's STS-B Spearman x100 must be within `expect_sts_tolerance` of this (None: no gate).
+    expect_sts: float | None = None
+    expect_sts_tolerance: float = 0.05
     max_batch_size: int = 64
     # CPU: per-token cost is least at 1-4k padded tokens a run (activations stay in cache) and the arena keeps a
     # quarter of what 8192 needs. GPUs want more: the GPU manifests set OES_MAX_BATCH_TOKENS=16384.

@@ -66,16 +66,26 @@ def plan(config: ExportConfig) -> Plan:
         raise InputError(
             f"--optimize and fp16 need a BERT-like encoder; {model.model_type!r} is not supported"
         )
-    sts_data = None
-    if INT8 in precisions:
-        sts_data = config.sts_data or default_sts_data()
-        if not sts_data.is_file():
-            raise InputError(f"int8 is gated on STS-B: {sts_data} not found; pass --sts-data")
+    sts_data = _sts_data(config, precisions)
     for precision in precisions:
         publish.check_version_free(
             config.repository, model_name(name, precision), config.version, config.force
         )
     return Plan(config, model, name, max_seq_length, precisions, sts_data)
+
+
+def _sts_data(config: ExportConfig, precisions: tuple[str, ...]) -> Path | None:
+    """The STS-B file, when int8 or --expect-sts needs one."""
+    if config.expect_sts is not None and not config.expect_sts_tolerance >= 0:
+        raise InputError(f"--expect-sts-tolerance must be >= 0, not {config.expect_sts_tolerance}")
+    gates = ["int8"] if INT8 in precisions else []
+    gates += ["--expect-sts"] if config.expect_sts is not None else []
+    if not gates:
+        return None
+    sts_data = config.sts_data or default_sts_data()
+    if not sts_data.is_file():
+        raise InputError(f"{' and '.join(gates)} gated on STS-B: {sts_data} not found; pass --sts-data")
+    return sts_data
 
 
 def run(config: ExportConfig) -> list[Published]:
@@ -121,6 +131,8 @@ def execute(plan: Plan) -> list[Published]:
         published_tokenizer = tokenizer.build_tokenizer(model, plan.max_seq_length)
         builder.write(fp32_dir, graph, published_tokenizer)
         fp32 = builder.verify_fp32(fp32_dir, reference)
+        if config.expect_sts is not None:
+            builder.expect_sts(fp32, config.expect_sts, config.expect_sts_tolerance)
 
         reports = {FP32: fp32.report}
         if FP16 in staged:
@@ -130,7 +142,12 @@ def execute(plan: Plan) -> list[Published]:
         if config.optimize:
             builder.optimize(fp32_dir, graph, reference, fp32)
         if fp32.sts is not None:
-            fp32.report["sts"] = {"data": str(plan.sts_data), "pairs": fp32.sts_pairs, "spearman": fp32.sts}
+            fp32.report["sts"] = {
+                "data": str(plan.sts_data),
+                "pairs": fp32.sts_pairs,
+                "spearman": fp32.sts,
+                **fp32.sts_expected,
+            }
 
         documents, configs = {}, []
         for precision, staging in staged.items():

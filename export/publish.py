@@ -30,6 +30,7 @@ from server.repository import (
     OUTPUT_CHUNK_SPAN,
     ModelConfig,
     prompt_parameters,
+    conform_inputs,
     write_model_config,
 )
 
@@ -75,6 +76,7 @@ def model_config(contract: Contract) -> ModelConfig:
     )
     for name in contract.inputs:
         config.input.add(name=name, data_type=model_config_pb2.TYPE_INT64, dims=[-1])
+    conform_inputs(config)
     config.output.add(
         name="sentence_embedding", data_type=model_config_pb2.TYPE_FP32, dims=[contract.dimension]
     )

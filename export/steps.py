@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ class Fp32:
     report: dict
     sts: float | None = None
     sts_pairs: int = 0
+    sts_expected: dict = field(default_factory=dict)  # the --expect-sts gate, once checked
 
 
 class Steps:
@@ -59,6 +60,21 @@ class Steps:
             probe=probe,
             report=report.verification_fields(parity, {"sentence-transformers": parity}),
         )
+
+    def expect_sts(self, fp32: Fp32, expected: float, tolerance: float) -> None:
+        """Fail unless the fp32 graph's STS-B Spearman is within `tolerance` of `expected` (e.g. the model's
+        published score): a check of the source weights and the export together."""
+        spearman = self._sts_baseline(fp32, self._sts_data())
+        gate = sts_gate(spearman, expected, tolerance)
+        fp32.sts_expected = gate
+        log.info("fp32 STS-B Spearman %.2f, expected %.2f +- %.2f", spearman, expected, tolerance)
+        if not gate["expected_passed"]:
+            raise VerificationError(
+                f"fp32 STS-B Spearman {spearman:.2f} is not within {tolerance} of the expected "
+                f"{expected:.2f} "
+                f"(--expect-sts; {fp32.sts_pairs} pairs of {self.plan.sts_data}): wrong weights or a broken "
+                "export; nothing published"
+            )
 
     def optimize(self, directory: Path, graph, reference: np.ndarray, fp32: Fp32) -> None:
         """Replace the published fp32 graph by its fused version once that passes its own gate."""
@@ -183,3 +199,14 @@ class Steps:
                 f"{what} does not match {parity.reference}: min cosine {parity.min_cosine:.7f} "
                 f"< {parity.threshold} over {parity.comparisons} probe embeddings; nothing published"
             )
+
+
+def sts_gate(spearman: float, expected: float, tolerance: float) -> dict:
+    """The --expect-sts gate as export_report.json records it under `sts`."""
+    difference = spearman - expected
+    return {
+        "expected": expected,
+        "expected_tolerance": tolerance,
+        "expected_difference": difference,
+        "expected_passed": abs(difference) <= tolerance + 1e-9,
+    }

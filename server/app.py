@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from . import grpc_server
 from .config import ServerConfig
 from .metrics import Metrics
-from .middleware import auth_middleware, errors_middleware
+from .middleware import auth_middleware, body_middleware, errors_middleware, in_flight_middleware
+from .model import ServedModel
 from .registry import ModelRegistry
 from .routes import docs, health, kserve, openai, tei
 from .state import CONFIG, LIFECYCLE, METRICS, REGISTRY, Lifecycle
@@ -23,13 +25,16 @@ ROUTE_TABLES = [health.routes, openai.routes, kserve.routes, tei.routes, docs.ro
 
 
 def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=config.max_request_bytes)
+    # Bodies are decoded by body_middleware (bounded, clear errors), not by aiohttp's parser.
+    app = web.Application(middlewares=[in_flight_middleware, errors_middleware, auth_middleware, body_middleware],
+                          client_max_size=config.max_request_bytes, handler_args={"auto_decompress": False})
     app[CONFIG] = config
     app[LIFECYCLE] = Lifecycle()
     for table in ROUTE_TABLES:
         app.router.add_routes(table)
     app.cleanup_ctx.append(_models_ctx(exit_on_fatal))
     app.on_shutdown.append(_start_draining)
+    grpc_server.install(app)  # KServe v2 over gRPC: starts after the models, drains beside HTTP
     return app
 
 
@@ -38,34 +43,49 @@ def _models_ctx(exit_on_fatal: bool):
         loop = asyncio.get_running_loop()
         lifecycle = app[LIFECYCLE]
 
-        def on_fatal(model_name: str, exc: BaseException) -> None:
-            loop.call_soon_threadsafe(_fatal, app, model_name, exc, exit_on_fatal)
+        def on_fatal(model: ServedModel, exc: BaseException) -> None:
+            loop.call_soon_threadsafe(_fatal, app, model, exc, exit_on_fatal)
 
         registry = ModelRegistry(app[CONFIG], lambda name: app[METRICS].batch_observer(name), on_fatal)
         app[REGISTRY] = registry
         app[METRICS] = Metrics(lambda: [m.stats for m in registry])
         await loop.run_in_executor(None, registry.load_startup_models)
+        lifecycle.startup_models = tuple(registry.names())
         lifecycle.ready = True
         log.info("ready: serving %s", ", ".join(registry.names()))
         yield
         lifecycle.ready = False
-        await registry.stop_all()
+        await _stop_models(registry, lifecycle.remaining_s(loop.time()))
 
     return models_ctx
 
 
-async def _start_draining(app: web.Application) -> None:
-    app[LIFECYCLE].draining = True
-    log.info("shutting down: readiness is 503, finishing in-flight requests")
-
-
-def _fatal(app: web.Application, model_name: str, exc: BaseException, exit_on_fatal: bool) -> None:
-    lifecycle = app[LIFECYCLE]
-    lifecycle.fatal = exc
+async def _stop_models(registry: ModelRegistry, remaining_s: float | None) -> None:
+    """Stop every model, within what is left of the drain when there is one (unfinished threads are left to
+    `__main__`, which then ends the process without finalizing the interpreter under them)."""
     try:
-        app[REGISTRY].get(model_name).fail_pending(exc)
+        await asyncio.wait_for(registry.stop_all(), remaining_s)
+    except asyncio.TimeoutError:
+        log.warning("the grace period ended before every inference thread stopped")
+
+
+async def _start_draining(app: web.Application) -> None:
+    """Readiness is 503 from here on (already so when a signal started the drain, see serving.py)."""
+    app[LIFECYCLE].draining = True
+
+
+def _fatal(app: web.Application, model: ServedModel, exc: BaseException, exit_on_fatal: bool) -> None:
+    """An inference thread of `model` died: fail what that instance holds. If it is the serving instance, the
+    process goes unready and exits non-zero; an instance a reload already replaced only takes itself down."""
+    try:
+        model.fail_pending(exc)
     except Exception:
-        log.exception("failing the queue of %s", model_name)
-    log.critical("inference thread of model %s died; the process will exit non-zero", model_name)
+        log.exception("failing the queue of %s", model.info.name)
+    if not app[REGISTRY].is_serving(model):
+        log.error("an inference thread of a replaced instance of model %s v%d died while draining; its remaining "
+                  "requests were failed, the serving instance is unaffected", model.info.name, model.info.version)
+        return
+    app[LIFECYCLE].fatal = exc
+    log.critical("inference thread of model %s died; the process will exit non-zero", model.info.name)
     if exit_on_fatal:
         os.kill(os.getpid(), signal.SIGTERM)

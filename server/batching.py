@@ -1,4 +1,9 @@
-"""The batching policy: which queued texts run together. Pure functions, no threads, no I/O.
+"""The batching policy: when to take queued texts, how many from each request, how to split them into runs.
+Pure functions and a frozen policy object: no threads, no I/O.
+
+Rounds: the inference threads take queued work a round at a time. A round gives each queued request, in
+arrival order, a turn of at most one batch's worth of its texts, and goes round again until the round is
+full, so a 1-text request queued behind a 2048-text one runs in the next round, not after all of it.
 
 A batch fed to ONNX Runtime is one rectangular tensor padded to its longest text, so its cost is
 about `overhead + count x longest` token-steps. Sorting the queued texts by length and cutting the
@@ -10,6 +15,7 @@ that small batches pay too often).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,3 +67,73 @@ def _least_padding_cuts(sorted_len: np.ndarray, max_size: int, max_tokens: int, 
 def padded_tokens(lengths: Sequence[int]) -> int:
     """Tokens a batch of these lengths costs once padded to its longest."""
     return len(lengths) * max(lengths, default=0)
+
+
+def fair_round(
+    pending: Sequence[Sequence[int]],
+    *,
+    max_texts: int,
+    max_tokens: int,
+    turn_texts: int,
+    turn_tokens: int,
+) -> list[int]:
+    """How many of its next texts each pending request (given by the token lengths of its untaken texts, in
+    arrival order) puts into one round.
+
+    Requests take turns in arrival order; a turn is at most `turn_texts` texts and `turn_tokens` tokens (but at
+    least one text); turns go round until the round holds `max_texts` texts or `max_tokens` tokens, or nothing
+    is left. The first request's first text is always taken, whatever its size.
+    """
+    shares = [0] * len(pending)
+    texts = tokens = 0
+    progress = True
+    while progress and texts < max_texts and tokens < max_tokens:
+        progress = False
+        for k, lengths in enumerate(pending):
+            room_texts = min(turn_texts, max_texts - texts, len(lengths) - shares[k])
+            taken, cost = _turn(lengths, shares[k], room_texts, min(turn_tokens, max_tokens - tokens),
+                                force=texts == 0)
+            shares[k] += taken
+            texts, tokens = texts + taken, tokens + cost
+            progress = progress or taken > 0
+            if texts >= max_texts or tokens >= max_tokens:
+                break
+    return shares
+
+
+def _turn(lengths: Sequence[int], start: int, room_texts: int, room_tokens: int, *, force: bool) -> tuple[int, int]:
+    """(texts, tokens) one request takes from `start` within the room; `force` takes one text even if too long."""
+    taken = cost = 0
+    while taken < room_texts:
+        length = int(lengths[start + taken])
+        if cost + length > room_tokens and not (force and taken == 0):
+            break
+        taken, cost = taken + 1, cost + length
+    return taken, cost
+
+
+@dataclass(frozen=True)
+class BatchingPolicy:
+    """Everything that decides batches: when a round is taken (the batching window), how much of each request
+    it takes (`fair_round`), and how it is split into runs (`plan_batches`)."""
+
+    max_batch_size: int
+    max_batch_tokens: int
+    max_queue_delay_s: float
+    batch_overhead_tokens: int
+    round_batches: int = 2  # enough texts per round to group by length, few enough that newcomers wait little
+
+    @property
+    def round_items(self) -> int:
+        """Texts per round (a round may end earlier on tokens)."""
+        return self.max_batch_size * self.round_batches
+
+    def shares(self, pending: Sequence[Sequence[int]]) -> list[int]:
+        """How many texts each pending request gives to the next round."""
+        return fair_round(pending, max_texts=self.round_items, max_tokens=self.max_batch_tokens * self.round_batches,
+                          turn_texts=self.max_batch_size, turn_tokens=self.max_batch_tokens)
+
+    def split(self, lengths: Sequence[int]) -> list[list[int]]:
+        """The round's texts (by token length) as batches of indexes."""
+        return plan_batches(lengths, max_batch_size=self.max_batch_size, max_batch_tokens=self.max_batch_tokens,
+                            batch_overhead_tokens=self.batch_overhead_tokens)

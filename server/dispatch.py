@@ -1,4 +1,4 @@
-"""Batches for a model's inference threads: whole requests taken from the queue, planned once, handed out one by one.
+"""Batches for a model's inference threads: rounds of texts taken from the queue, planned once, handed out one by one.
 
 Every inference thread of a model asks the same dispatcher for its next batch, so the batches planned from one
 round of queued requests run on as many threads as are free. The dispatcher also holds the lock under which
@@ -7,34 +7,20 @@ threads write results into requests that several of them may be filling at once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
-from .batching import plan_batches
+from .batching import BatchingPolicy
 from .errors import ErrorKind, ServerError
-from .scheduler import Job, WorkQueue
+from .scheduler import Item, Job, WorkQueue
 from .statistics import ModelStatistics
 
-Item = tuple[Job, int]  # a request and the index of one of its texts
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    max_batch_size: int
-    max_batch_tokens: int
-    max_queue_delay_s: float
-    batch_overhead_tokens: int
-
-    @property
-    def round_items(self) -> int:
-        """Texts taken from the queue per planning round: enough to group by length, few enough to stay fair."""
-        return self.max_batch_size * 8
-
+log = logging.getLogger(__name__)
 
 class BatchDispatcher:
-    def __init__(self, queue: WorkQueue, policy: BatchPolicy, stats: ModelStatistics) -> None:
+    def __init__(self, queue: WorkQueue, policy: BatchingPolicy, stats: ModelStatistics) -> None:
         self.queue = queue
         self.policy = policy
         self.results_lock = threading.Lock()
@@ -67,15 +53,20 @@ class BatchDispatcher:
             self._take_and_plan()
 
     def _take_and_plan(self) -> None:
+        """Take a round from the queue and plan it. An error here (a bug, never a client's doing) fails the
+        requests it touched, is logged, and leaves the thread serving; only BaseException ends the thread."""
         batches: list[list[Item]] = []
-        drained, jobs = False, None
+        drained, items = False, None
         try:
-            jobs = self.queue.take(self.policy.round_items, self.policy.max_queue_delay_s)
-            drained = jobs is None
-            batches = [] if jobs is None else self._plan(jobs)
+            items = self.queue.take(self.policy)
+            drained = items is None
+            batches = [] if items is None else self._plan(items)
+        except Exception:
+            log.exception("taking or planning a round of %d texts failed", len(items or []))
+            self._fail_round(items, ServerError(ErrorKind.INTERNAL, "batching failed"))
         except BaseException:
-            for job in jobs or []:
-                job.fail(ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
+            self._fail_round(items, ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped",
+                                                retry_after_s=5))
             raise
         finally:
             with self._cond:
@@ -84,17 +75,21 @@ class BatchDispatcher:
                 self._planned.extend(batches)
                 self._cond.notify_all()
 
-    def _plan(self, jobs: list[Job]) -> list[list[Item]]:
+    def _fail_round(self, items: list[Item] | None, error: ServerError) -> None:
+        """Fail the jobs of a round that could not be planned (or, if the queue itself failed, every queued one)."""
+        if items is None:
+            self.queue.fail_all(error)
+        for job in dict.fromkeys(job for job, _ in items or []):
+            with self._cond:
+                if not job.settled:
+                    job.fail(error)
+
+    def _plan(self, items: list[Item]) -> list[list[Item]]:
         with self._cond:
-            live = [job for job in jobs if self._still_wanted(job)]
-        items = [(job, index) for job in live for index in range(len(job.sequences))]
-        plan = plan_batches(
-            [len(job.sequences[index]) for job, index in items],
-            max_batch_size=self.policy.max_batch_size,
-            max_batch_tokens=self.policy.max_batch_tokens,
-            batch_overhead_tokens=self.policy.batch_overhead_tokens,
-        )
-        return [[items[k] for k in batch] for batch in plan]
+            wanted = {job: self._still_wanted(job) for job in dict.fromkeys(job for job, _ in items)}
+        live = [item for item in items if wanted[item[0]]]
+        plan = self.policy.split([int(job.lengths[index]) for job, index in live])
+        return [[live[k] for k in batch] for batch in plan]
 
     def _still_wanted(self, job: Job) -> bool:
         """Called with the lock held, so a request split over batches is failed and counted once."""
@@ -102,10 +97,20 @@ class BatchDispatcher:
             return False
         if job.expired(time.monotonic()):
             self._stats.record_failure(time.perf_counter_ns() - job.enqueued_ns)
-            job.fail(ServerError(ErrorKind.TIMEOUT, "Request timeout expired before computing started",
-                                 retry_after_s=1))
+            job.fail(_timeout())
             return False
         return True
+
+    def expire(self, job: Job) -> None:
+        """Deadline timer (event loop): fail `job` with a timeout unless one of its batches started computing,
+        and free its queue slot. Under the lock that hands out batches, so a job is started or expired, never
+        both."""
+        with self._cond:
+            if job.started_ns or job.abandoned:
+                return
+            self._stats.record_failure(time.perf_counter_ns() - job.enqueued_ns)
+            job.fail(_timeout())
+        self.queue.discard(job)
 
     def fail_all(self, error: BaseException) -> None:
         """Answer every request still queued or planned with `error`."""
@@ -116,3 +121,7 @@ class BatchDispatcher:
             if not job.settled:
                 job.fail(error)
         self.queue.fail_all(error)
+
+
+def _timeout() -> ServerError:
+    return ServerError(ErrorKind.TIMEOUT, "Request timeout expired before computing started", retry_after_s=1)

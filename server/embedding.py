@@ -1,8 +1,9 @@
 """One request's texts -> vectors, with the request's options: prompt, truncation direction, chunking.
 
-Shared by every API: check the texts (empty, NUL, `--max-input-chars` before any tokenizing), resolve the
-prompt, tokenize (inline when small, else on the model's tokenizer thread), queue every sequence (windows
-included) as one job through the model's batcher, then put each input's windows back together.
+Shared by every API: check the texts (empty, NUL), resolve the prompt, be admitted by the model from a
+character estimate of the tokens (windows included), tokenize (inline when small, else on the model's
+tokenizer thread), queue every sequence (windows included) as one job through the model's batcher, then put
+each input's windows back together.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from . import chunking
 from . import repository as repo
+from .admission import estimate_id_tokens, estimate_window_tokens
 from .config import ServerConfig
 from .errors import ServerError, invalid
 from .model import Embeddings, ServedModel
@@ -51,11 +53,8 @@ def default_chunking(config: ServerConfig) -> Chunking | None:
     return None if config.chunking == "none" else Chunking(config.chunking, config.chunk_overlap)
 
 
-def check_texts(texts: list[str], max_input_chars: int) -> None:
-    for index, text in enumerate(texts):
-        if len(text) > max_input_chars:
-            raise invalid(f"input {index} has {len(text)} characters; at most {max_input_chars} are allowed per "
-                          "input (--max-input-chars)", "input")
+def check_texts(texts: list[str]) -> None:
+    """Empty and NUL-holding texts are refused on every path (the plain tokenizer path checks them too)."""
     for index, text in enumerate(texts):
         if not text:
             raise invalid(f"input {index} is an empty string", "input")
@@ -77,6 +76,23 @@ def _check_window_estimate(texts: list[str], chunks: Chunking, max_seq_length: i
     if estimate > max_inputs:
         raise invalid(f"the inputs would make at least {estimate} windows (estimated from their length); at most "
                       f"{max_inputs} are allowed per request (--max-inputs)", "input")
+
+
+def estimated_chunk_floats(texts: list[str] | None, options: EmbeddingOptions, config: ServerConfig,
+                           max_seq_length: int, dimension: int) -> int:
+    """Numbers a 'chunks' response adds (each window's vector of `dimension` and its span), estimated low from
+    the texts' lengths before tokenizing, for the response-size check (--max-response-bytes); 0 otherwise."""
+    chunks = options.with_default_chunking(default_chunking(config)).chunking
+    if texts is None or chunks is None or chunks.mode != CHUNKS:
+        return 0
+    windows = sum(chunking.estimated_windows(len(t), max_seq_length, chunks.overlap, CHARS_PER_TOKEN_ESTIMATE)
+                  for t in texts)
+    return windows * (dimension + 2)
+
+
+def chunk_floats(chunks: list[ChunkSet] | None, dimension: int) -> int:
+    """Numbers the windows of a 'chunks' response add (vector and span each), exactly."""
+    return sum(len(c.spans) for c in chunks or []) * (dimension + 2)
 
 
 def _splits(tokenizer: TextTokenizer, texts: list[str], prompt: str) -> list[chunking.Split]:
@@ -138,15 +154,24 @@ def _assemble(prepared: _Prepared, result: Embeddings, chunks: Chunking | None, 
 
 def chunk_tensors(chunks: list[ChunkSet], dimension: int) -> dict[str, np.ndarray]:
     """KServe's chunk outputs (first dimension = the request's inputs): `chunk_embedding` [n, max_chunks, dim]
-    FP32 zero-padded, `chunk_count` [n] INT64, `chunk_span` [n, max_chunks, 2] INT64 (start, end)."""
+    FP32 zero-padded, `chunk_count` [n, 1] INT64 (config.pbtxt dims [1]: Triton exposes [batch, 1]; its
+    `reshape { shape: [] }` is the model-side [batch]), `chunk_span` [n, max_chunks, 2] INT64 (start, end)."""
     widest = max((len(c.spans) for c in chunks), default=0)
     vectors = np.zeros((len(chunks), widest, dimension), dtype=np.float32)
     spans = np.zeros((len(chunks), widest, 2), dtype=np.int64)
     for row, chunk in enumerate(chunks):
         vectors[row, :len(chunk.spans)] = chunk.vectors
         spans[row, :len(chunk.spans)] = chunk.spans
-    counts = np.asarray([len(c.spans) for c in chunks], dtype=np.int64)
+    counts = np.asarray([len(c.spans) for c in chunks], dtype=np.int64).reshape(-1, 1)
     return {repo.OUTPUT_CHUNK_EMBEDDING: vectors, repo.OUTPUT_CHUNK_COUNT: counts, repo.OUTPUT_CHUNK_SPAN: spans}
+
+
+def _estimated_tokens(model: ServedModel, texts: list[str], prompt: str, options: EmbeddingOptions) -> int:
+    """The request's admission estimate (server/admission.py): its windows' tokens when chunked."""
+    specials, limit = model.special_tokens, model.info.max_seq_length
+    if options.chunking is None:
+        return sum(min(limit, len(prompt) + len(text) + specials) for text in texts)
+    return estimate_window_tokens([len(t) for t in texts], limit, specials + len(prompt), options.chunking.overlap)
 
 
 async def embed_texts(model: ServedModel, texts: list[str], options: EmbeddingOptions, config: ServerConfig, *,
@@ -154,10 +179,12 @@ async def embed_texts(model: ServedModel, texts: list[str], options: EmbeddingOp
                       on_truncated: Callable[[int], ServerError] | None = None) -> TextEmbeddings:
     """Embed `texts` with `options` (the server's default chunking applies when the request sets none).
 
-    `on_truncated` builds the error for a request that forbids truncation (TEI `truncate: false`) when some
-    input was truncated; it is raised before anything is queued.
+    Goes through the model's admission (`ServedModel.embed_prepared`): the request reserves its estimated
+    tokens, windows included, before anything is tokenized. `on_truncated` builds the error for a request that
+    forbids truncation (TEI `truncate: false`) when some input was truncated; it is raised before anything is
+    queued. The per-input character cap (--max-input-chars) is the protocol parsers' (checked on the raw body).
     """
-    check_texts(texts, config.max_input_chars)
+    check_texts(texts)
     options = options.with_default_chunking(default_chunking(config))
     prompt = model.prompts.resolve(options)
     if len(prompt) > config.max_input_chars:
@@ -165,13 +192,22 @@ async def embed_texts(model: ServedModel, texts: list[str], options: EmbeddingOp
                       "(--max-input-chars)", "prompt")
     if options.chunking is not None:
         _check_window_estimate(texts, options.chunking, model.info.max_seq_length, config.max_inputs)
-    prepared = await model.off_loop(
-        lambda: prepare(model.tokenizer, texts, prompt, options, config.max_inputs),
-        sum(map(len, texts)) + len(prompt) * len(texts))
-    if on_truncated is not None and prepared.tokenized.truncated:
-        raise on_truncated(prepared.tokenized.truncated)
-    result = await model.embed(prepared.tokenized, timeout_ms=timeout_ms)
+    prepared, result = await model.embed_prepared(
+        lambda served: _estimated_tokens(served, texts, prompt, options),
+        lambda tokenizer: prepare(tokenizer, texts, prompt, options, config.max_inputs),
+        lambda done: done.tokenized, sum(map(len, texts)) + len(prompt) * len(texts),
+        timeout_ms=timeout_ms, check=_truncation_check(on_truncated))
     return _assemble(prepared, result, options.chunking, model.info.normalize)
+
+
+def _truncation_check(on_truncated: Callable[[int], ServerError] | None) -> Callable[[Tokenized], None] | None:
+    if on_truncated is None:
+        return None
+
+    def check(tokenized: Tokenized) -> None:
+        if tokenized.truncated:
+            raise on_truncated(tokenized.truncated)
+    return check
 
 
 def truncate_ids_left(token_lists: list[list[int]], tokenizer: TextTokenizer) -> tuple[list[list[int]], int]:
@@ -183,17 +219,23 @@ def truncate_ids_left(token_lists: list[list[int]], tokenizer: TextTokenizer) ->
     return [ids[-room:] if len(ids) > room else ids for ids in token_lists], cut
 
 
+def _encode_ids(tokenizer: TextTokenizer, token_lists: list[list[int]], direction: str) -> Tokenized:
+    cut = 0
+    if direction == LEFT:
+        token_lists, cut = truncate_ids_left(token_lists, tokenizer)
+    tokenized = tokenizer.encode_ids(token_lists)
+    return replace(tokenized, truncated=tokenized.truncated + cut) if cut else tokenized
+
+
 async def embed_token_ids(model: ServedModel, token_lists: list[list[int]], options: EmbeddingOptions, *,
                           timeout_ms: int | None = None,
                           on_truncated: Callable[[int], ServerError] | None = None) -> Embeddings:
-    """Embed pre-tokenized inputs (the server adds the special tokens); honours the truncation direction."""
+    """Embed pre-tokenized inputs (the server adds the special tokens); honours the truncation direction.
+    Admitted like texts (`ServedModel.embed_prepared`), from the exact id counts."""
     check_token_id_options(options)
-    cut = 0
-    if options.truncation_direction == LEFT:
-        token_lists, cut = truncate_ids_left(token_lists, model.tokenizer)
-    tokenized = await model.tokenize_ids(token_lists)
-    if cut:
-        tokenized = replace(tokenized, truncated=tokenized.truncated + cut)
-    if on_truncated is not None and tokenized.truncated:
-        raise on_truncated(tokenized.truncated)
-    return await model.embed(tokenized, timeout_ms=timeout_ms)
+    _, result = await model.embed_prepared(
+        lambda served: estimate_id_tokens(token_lists, served.info.max_seq_length, served.special_tokens),
+        lambda tokenizer: _encode_ids(tokenizer, token_lists, options.truncation_direction),
+        lambda tokenized: tokenized, sum(map(len, token_lists)),
+        timeout_ms=timeout_ms, check=_truncation_check(on_truncated))
+    return result

@@ -1,4 +1,4 @@
-"""The closed set of error kinds and the one table that maps them to HTTP status per protocol."""
+"""The closed set of error kinds and the one table that maps them to each protocol's status (HTTP and gRPC)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = "not_found_error"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     OVERLOADED = "overloaded"
     TIMEOUT = "timeout"
     UNAVAILABLE = "unavailable"
@@ -24,18 +25,19 @@ class Protocol(enum.Enum):
     TEI = "tei"
 
 
-# kind → (OpenAI, KServe v2 / Triton, TEI) status.
-STATUS: dict[ErrorKind, tuple[int, int, int]] = {
-    ErrorKind.INVALID_INPUT: (400, 400, 422),
-    ErrorKind.UNAUTHORIZED: (401, 401, 401),
-    ErrorKind.NOT_FOUND: (404, 404, 404),
-    ErrorKind.METHOD_NOT_ALLOWED: (405, 405, 405),
-    ErrorKind.PAYLOAD_TOO_LARGE: (413, 413, 413),
-    ErrorKind.OVERLOADED: (429, 503, 429),
-    ErrorKind.TIMEOUT: (503, 503, 503),
-    ErrorKind.UNAVAILABLE: (503, 503, 503),
-    ErrorKind.UNSUPPORTED: (400, 501, 422),
-    ErrorKind.INTERNAL: (500, 500, 500),
+# kind → (OpenAI, KServe v2 / Triton, TEI) HTTP status, and the KServe v2 gRPC status code (grpc.StatusCode name).
+STATUS: dict[ErrorKind, tuple[int, int, int, str]] = {
+    ErrorKind.INVALID_INPUT: (400, 400, 422, "INVALID_ARGUMENT"),
+    ErrorKind.UNAUTHORIZED: (401, 401, 401, "UNAUTHENTICATED"),
+    ErrorKind.NOT_FOUND: (404, 404, 404, "NOT_FOUND"),
+    ErrorKind.METHOD_NOT_ALLOWED: (405, 405, 405, "UNIMPLEMENTED"),
+    ErrorKind.PAYLOAD_TOO_LARGE: (413, 413, 413, "RESOURCE_EXHAUSTED"),
+    ErrorKind.REQUEST_TIMEOUT: (408, 408, 408, "DEADLINE_EXCEEDED"),
+    ErrorKind.OVERLOADED: (429, 503, 429, "RESOURCE_EXHAUSTED"),
+    ErrorKind.TIMEOUT: (503, 503, 503, "DEADLINE_EXCEEDED"),
+    ErrorKind.UNAVAILABLE: (503, 503, 503, "UNAVAILABLE"),
+    ErrorKind.UNSUPPORTED: (400, 501, 422, "UNIMPLEMENTED"),
+    ErrorKind.INTERNAL: (500, 500, 500, "INTERNAL"),
 }
 
 # TEI's `error_type` values.
@@ -45,6 +47,7 @@ TEI_TYPE: dict[ErrorKind, str] = {
     ErrorKind.NOT_FOUND: "NotFound",
     ErrorKind.METHOD_NOT_ALLOWED: "Validation",
     ErrorKind.PAYLOAD_TOO_LARGE: "Validation",
+    ErrorKind.REQUEST_TIMEOUT: "Validation",
     ErrorKind.OVERLOADED: "Overloaded",
     ErrorKind.TIMEOUT: "Overloaded",
     ErrorKind.UNAVAILABLE: "Unhealthy",
@@ -54,8 +57,13 @@ TEI_TYPE: dict[ErrorKind, str] = {
 
 
 def status_for(kind: ErrorKind, protocol: Protocol) -> int:
-    openai, kserve, tei = STATUS[kind]
+    openai, kserve, tei, _ = STATUS[kind]
     return {Protocol.OPENAI: openai, Protocol.KSERVE: kserve, Protocol.TEI: tei}[protocol]
+
+
+def grpc_status_name(kind: ErrorKind) -> str:
+    """The gRPC status code (a `grpc.StatusCode` member name) of KServe v2 over gRPC for this kind."""
+    return STATUS[kind][3]
 
 
 class ServerError(Exception):

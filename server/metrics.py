@@ -41,21 +41,32 @@ _TRITON_COUNTERS: list[tuple[str, str, Callable[[ModelStatistics], float]]] = [
 
 
 class _TritonCollector:
+    """Triton's per-model families; a model version's counters keep counting across reloads (the statistics of
+    the instances a reload or unload retired are added to those of the instance serving now)."""
+
     def __init__(self, statistics: Callable[[], Iterable[ModelStatistics]]) -> None:
         self._statistics = statistics
+        self.retired: list[ModelStatistics] = []
+
+    def _by_version(self) -> dict[tuple[str, str], list[ModelStatistics]]:
+        grouped: dict[tuple[str, str], list[ModelStatistics]] = {}
+        current = list(self._statistics())
+        for s in current + [r for r in self.retired if all(r is not c for c in current)]:
+            grouped.setdefault((s.name, str(s.version)), []).append(s)
+        return grouped
 
     def collect(self) -> Iterator[Metric]:
-        stats = list(self._statistics())
+        grouped = self._by_version()
         for name, help_text, read in _TRITON_COUNTERS:
             family = Metric(name, help_text, "unknown")
-            for s in stats:
-                family.add_sample(name, {"model": s.name, "version": str(s.version)}, float(read(s)))
+            for (model, version), stats in grouped.items():
+                family.add_sample(name, {"model": model, "version": version}, float(sum(read(s) for s in stats)))
             yield family
         pending = GaugeMetricFamily("nv_inference_pending_request_count",
                                     "Instantaneous number of pending requests awaiting execution per-model.",
                                     labels=["model", "version"])
-        for s in stats:
-            pending.add_metric([s.name, str(s.version)], s.pending)
+        for (model, version), stats in grouped.items():
+            pending.add_metric([model, version], sum(s.pending for s in stats))
         yield pending
 
 
@@ -64,7 +75,8 @@ class Metrics:
 
     def __init__(self, statistics: Callable[[], Iterable[ModelStatistics]]) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_TritonCollector(statistics))
+        self._triton = _TritonCollector(statistics)
+        self.registry.register(self._triton)
         self.batch_size = Histogram("oes_batch_size", "Texts per model run", ["model"], registry=self.registry,
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
         self.batch_tokens = Histogram("oes_batch_padded_tokens", "Padded tokens (count x longest) per model run",
@@ -73,6 +85,11 @@ class Metrics:
         self.padding_ratio = Histogram("oes_batch_padding_ratio", "Share of a run's tokens that are padding",
                                        ["model"], registry=self.registry,
                                        buckets=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0))
+
+    def retire(self, stats: ModelStatistics) -> None:
+        """Keep counting what an instance that a reload or unload replaces has done (and still finishes)."""
+        if all(stats is not kept for kept in self._triton.retired):
+            self._triton.retired.append(stats)
 
     def batch_observer(self, model: str) -> BatchObserver:
         size, tokens, ratio = (self.batch_size.labels(model), self.batch_tokens.labels(model),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import uuid
@@ -9,16 +10,20 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
+from .decoding import decode
 from .errors import TEI_TYPE, ErrorKind, Protocol, ServerError, status_for
 from .protocols import openai
-from .state import CONFIG
+from .state import CONFIG, LIFECYCLE
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready", "/openapi.json"})
+# Compressed bodies up to this size are decoded on the loop; larger ones on a thread (zlib releases the GIL).
+INLINE_DECODE_BYTES = 64 * 1024
+UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
 TEI_PATHS = frozenset({"/embed", "/embed_all", "/tokenize", "/decode", "/info", "/rerank", "/predict", "/similarity"})
 
 _HTTP_KINDS = {
@@ -26,6 +31,10 @@ _HTTP_KINDS = {
     405: (ErrorKind.METHOD_NOT_ALLOWED, "Method Not Allowed"),
     413: (ErrorKind.PAYLOAD_TOO_LARGE, "the request body is larger than the server accepts"),
 }
+
+
+class ClosingError(ServerError):
+    """An error after which the connection must close: the rest of its body will not be read."""
 
 
 def protocol_for(path: str) -> Protocol:
@@ -64,6 +73,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except ServerError as exc:
         response = error_response(exc, protocol)
+        if isinstance(exc, ClosingError):
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -77,10 +88,47 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 @web.middleware
+async def in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests being handled, so that a drain knows when the last one is answered."""
+    lifecycle = request.app[LIFECYCLE]
+    lifecycle.request_started()
+    try:
+        return await handler(request)
+    finally:
+        lifecycle.request_finished()
+
+
+@web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[CONFIG].api_key
     if key and request.path not in UNAUTHENTICATED_PATHS:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as bytes, never fail on them.
+        given = token.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, key.encode()):
             raise ServerError(ErrorKind.UNAUTHORIZED, "a valid API key is required: 'Authorization: Bearer <key>'")
+    return await handler(request)
+
+
+@web.middleware
+async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the whole body before the route runs: within --body-timeout-s, bounded by --max-request-bytes before
+    and after decoding its Content-Encoding. The route's `request.read()` then returns the decoded body."""
+    if request.body_exists:
+        config = request.app[CONFIG]
+        try:
+            raw = await asyncio.wait_for(request.read(), config.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise ClosingError(ErrorKind.REQUEST_TIMEOUT,
+                               f"the request body did not arrive within {config.body_timeout_s:g}s") from None
+        except RequestPayloadError as exc:
+            raise ClosingError(ErrorKind.INVALID_INPUT, f"the request body could not be read: {exc}") from None
+        encoding = request.headers.get("Content-Encoding", "").strip()
+        if encoding and encoding.lower() != "identity":
+            if len(raw) <= INLINE_DECODE_BYTES:
+                decoded = decode(raw, encoding, config.max_request_bytes)
+            else:
+                decoded = await asyncio.get_running_loop().run_in_executor(
+                    None, decode, raw, encoding, config.max_request_bytes)
+            request._read_bytes = decoded  # what `request.read()` returns from now on
     return await handler(request)

@@ -1,4 +1,4 @@
-"""A served model: its tokenizer, its queue and inference threads (sharing a session per instance), loaded eagerly."""
+"""A served model: its tokenizer, its queue and its instances (one dedicated inference thread each), loaded eagerly."""
 
 from __future__ import annotations
 
@@ -9,19 +9,23 @@ from collections.abc import Callable
 from typing import TypeVar
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from onnxruntime import InferenceSession
+
 from . import repository as repo
+from .admission import Ticket, TokenBudget, estimate_id_tokens, estimate_text_tokens
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .scheduler import Job, JobResult, WorkQueue
-from .session import SessionSpec, available_cpus, create_session, release_freed_memory
+from .layout import instance_specs
 from .prompts import PromptSet
+from .session import SessionSpec, create_session, release_freed_memory
 from .statistics import ModelStatistics
 from .tokenizer import TextTokenizer, Tokenized
-from .dispatch import BatchDispatcher, BatchPolicy
+from .batching import BatchingPolicy
+from .dispatch import BatchDispatcher
 from .worker import BatchObserver, InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ OUTPUT_NAME = "sentence_embedding"
 INLINE_TOKENIZE_CHARS = 4096
 DEFAULT_MAX_BATCH_TOKENS = 2048
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -57,43 +62,7 @@ class ModelInfo:
     device: str
 
 
-def _instance_specs(entry: repo.ModelEntry, config: ServerConfig) -> list[SessionSpec]:
-    kinds = repo.model_config_pb2.ModelInstanceGroup.Kind
-    groups = list(entry.config.instance_group) or [repo.model_config_pb2.ModelInstanceGroup(count=1)]
-    cuda_options = dict(_config_cuda_options(entry.config))
-    cuda_options.update(dict(config.cuda_options))
-    specs: list[tuple[Path, str, int]] = []
-    for group in groups:
-        gpu = config.device == "gpu" or (config.device == "config" and group.kind == kinds.KIND_GPU)
-        count = max(1, group.count)
-        path = gpu_model_path(entry) if gpu else entry.onnx_path
-        for device_id in (list(group.gpus) or [0]) if gpu else [0]:
-            specs += [(path, "gpu" if gpu else "cpu", device_id)] * count
-    cpu_instances = max(1, sum(1 for _, device, _ in specs if device == "cpu"))
-    runners = config.inference_threads or max(1, available_cpus() // cpu_instances)
-    intra_op = config.intra_op_threads or max(1, available_cpus() // (cpu_instances * runners))
-    return [SessionSpec(path, device, device_id, intra_op if device == "cpu" else 1, config.ort_spinning,
-                        tuple(cuda_options.items()), config.inference_niceness, config.cpu_memory_arena,
-                        runners if device == "cpu" else 1)
-            for path, device, device_id in specs]
-
-
-def gpu_model_path(entry: repo.ModelEntry) -> Path:
-    """GPU instances of an fp32 model run its published fp16 variant (`<name>-fp16`, same version) when present."""
-    if entry.parameter(repo.PARAM_PRECISION, "fp32") != "fp32":
-        return entry.onnx_path
-    variant = entry.directory.parent.parent / f"{entry.name}-fp16" / str(entry.version) / repo.MODEL_FILE
-    return variant if variant.is_file() else entry.onnx_path
-
-
-def _config_cuda_options(config: repo.ModelConfig) -> list[tuple[str, str]]:
-    for accelerator in config.optimization.execution_accelerators.gpu_execution_accelerator:
-        if accelerator.name == "cuda":
-            return list(accelerator.parameters.items())
-    return []
-
-
-def _policy(entry: repo.ModelEntry, config: ServerConfig) -> tuple[BatchPolicy, int]:
+def _policy(entry: repo.ModelEntry, config: ServerConfig) -> tuple[BatchingPolicy, int]:
     overrides = config.batching
     batching = entry.config.dynamic_batching
     max_batch_size = overrides.max_batch_size or entry.config.max_batch_size or 1
@@ -105,7 +74,7 @@ def _policy(entry: repo.ModelEntry, config: ServerConfig) -> tuple[BatchPolicy, 
     queue_size = overrides.max_queue_size
     if queue_size is None:
         queue_size = batching.default_queue_policy.max_queue_size
-    policy = BatchPolicy(max_batch_size, max_tokens, delay_us / 1e6, config.batch_overhead_tokens)
+    policy = BatchingPolicy(max_batch_size, max_tokens, delay_us / 1e6, config.batch_overhead_tokens)
     return policy, queue_size
 
 
@@ -128,8 +97,12 @@ class ServedModel:
         self._dispatcher = dispatcher
         self._workers = workers
         self._config = config
+        # One tokenizer thread; what waits for it is bounded by the token budget (requests hold a reservation).
         self._tokenize_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"tokenize-{info.name}")
+        self._budget = TokenBudget(config.max_queue_tokens)
+        self._specials = len(tokenizer.prefix) + len(tokenizer.suffix)
         self.broken: BaseException | None = None
+        self._successor: ServedModel | None = None  # set when a reload replaced this instance
 
     @classmethod
     def load(
@@ -137,9 +110,15 @@ class ServedModel:
         entry: repo.ModelEntry,
         config: ServerConfig,
         on_batch: Callable[[str], BatchObserver],
-        on_fatal: Callable[[str, BaseException], None],
+        on_fatal: Callable[[ServedModel, BaseException], None],
+        cpu_share: int | None = None,
     ) -> ServedModel:
-        """Build sessions, warm every instance with a largest-size batch, start the threads. Blocking."""
+        """Build sessions, warm each with a largest-size batch, start one thread per instance. Blocking.
+
+        `cpu_share` is how many CPUs this model's CPU instances may use together (default: all of them). A dying
+        inference thread calls `on_fatal` with this ServedModel (not its name: during a reload the name may
+        already belong to its successor).
+        """
         started = time.monotonic()
         max_seq_length = int(entry.parameter(repo.PARAM_MAX_SEQ_LENGTH, "0") or 0)
         if max_seq_length <= 0:
@@ -149,26 +128,10 @@ class ServedModel:
         policy, queue_size = _policy(entry, config)
         stats = ModelStatistics(entry.name, entry.version)
         dispatcher = BatchDispatcher(WorkQueue(queue_size), policy, stats)
-        specs = _instance_specs(entry, config)
-        workers: list[InferenceWorker] = []
-        dimension = 0
-        for index, spec in enumerate(specs):
-            session = create_session(spec)
-            input_names = [i.name for i in session.get_inputs()]
-            outputs = {o.name: o for o in session.get_outputs()}
-            if OUTPUT_NAME not in outputs or "input_ids" not in input_names or "attention_mask" not in input_names:
-                raise repo.RepositoryError(
-                    f"{entry.onnx_path}: expected inputs input_ids/attention_mask and output {OUTPUT_NAME}, "
-                    f"found inputs {input_names} and outputs {list(outputs)}")
-            instance = [
-                InferenceWorker(
-                    f"infer-{entry.name}-{index}.{thread}", session, input_names, OUTPUT_NAME, tokenizer.pad_id,
-                    dispatcher, stats, on_batch(entry.name), lambda exc, name=entry.name: on_fatal(name, exc),
-                    spec.niceness)
-                for thread in range(spec.inference_threads)
-            ]
-            dimension = _warm_up(instance[0], tokenizer, policy)
-            workers += instance
+        specs = instance_specs(entry, config, cpu_share)
+        owner: list[ServedModel] = []
+        workers, dimension = _build_instances(
+            entry, specs, tokenizer, dispatcher, stats, on_batch(entry.name), lambda exc: on_fatal(owner[0], exc))
         info = ModelInfo(
             name=entry.name, version=entry.version, dimension=dimension, max_seq_length=max_seq_length,
             pooling=entry.parameter(repo.PARAM_POOLING, "unknown") or "unknown",
@@ -178,12 +141,14 @@ class ServedModel:
             max_batch_size=policy.max_batch_size, max_batch_tokens=policy.max_batch_tokens,
             max_queue_size=queue_size, device=specs[0].device,
         )
+        model = cls(info, tokenizer, dispatcher, workers, stats, config, entry)
+        owner.append(model)
         release_freed_memory()
         for worker in workers:
             worker.start()
         log.info("model %s v%d ready: %d instance(s) on %s, dim %d, warm-up and load %.1fs", info.name,
                  info.version, len(workers), info.device, dimension, time.monotonic() - started)
-        return cls(info, tokenizer, dispatcher, workers, stats, config, entry)
+        return model
 
     @property
     def healthy(self) -> bool:
@@ -207,8 +172,85 @@ class ServedModel:
             return work()
         return await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
 
+    async def embed_texts(self, texts: list[str], *, timeout_ms: int | None = None,
+                          check: Callable[[Tokenized], None] | None = None) -> Embeddings:
+        """Admit (from the texts' sizes), tokenize, `check` the tokens, embed; refusals come before tokenizing."""
+        _, result = await self.embed_prepared(
+            lambda model: estimate_text_tokens(texts, model.info.max_seq_length, model._specials),
+            lambda tokenizer: tokenizer.encode_texts(texts), lambda tokenized: tokenized,
+            sum(map(len, texts)), timeout_ms=timeout_ms, check=check)
+        return result
+
+    async def embed_prepared(self, estimate: Callable[[ServedModel], int], prepare: Callable[[TextTokenizer], P],
+                             tokens_of: Callable[[P], Tokenized], chars: int, *, timeout_ms: int | None = None,
+                             check: Callable[[Tokenized], None] | None = None) -> tuple[P, Embeddings]:
+        """Admit a request from its `estimate` of tokens (before any tokenizing), `prepare` its sequences with
+        this model's tokenizer (off the loop beyond INLINE_TOKENIZE_CHARS `chars`), `check` them, embed them.
+
+        The one path of every text request (plain, prompted, left-truncated, chunked): its reservation counts
+        against --max-queue-tokens from admission until it is answered, refused or cancelled. Returns what
+        `prepare` built (`tokens_of` it gives the sequences) and the embeddings.
+        """
+        if self._successor is not None:  # reloaded since the route picked this instance
+            return await self._successor.embed_prepared(estimate, prepare, tokens_of, chars, timeout_ms=timeout_ms,
+                                                        check=check)
+        ticket = self._admit(estimate(self))
+        try:
+            prepared = await self.off_loop(lambda: prepare(self.tokenizer), chars)
+            return prepared, await self._embed_admitted(tokens_of(prepared), ticket, timeout_ms, check)
+        finally:
+            ticket.release()
+
+    @property
+    def special_tokens(self) -> int:
+        """How many special tokens the tokenizer puts around one sequence."""
+        return self._specials
+
+    async def embed_ids(self, token_lists: list[list[int]], *, timeout_ms: int | None = None,
+                        check: Callable[[Tokenized], None] | None = None) -> Embeddings:
+        """As `embed_texts`, for token ids without the model's special tokens."""
+        if self._successor is not None:  # reloaded since the route picked this instance
+            return await self._successor.embed_ids(token_lists, timeout_ms=timeout_ms, check=check)
+        ticket = self._admit(estimate_id_tokens(token_lists, self.info.max_seq_length, self._specials))
+        try:
+            tokenized = await self.tokenize_ids(token_lists)
+            return await self._embed_admitted(tokenized, ticket, timeout_ms, check)
+        finally:
+            ticket.release()
+
+    async def embed_sequences(self, tokenized: Tokenized, *, timeout_ms: int | None = None) -> Embeddings:
+        """Admit and embed sequences that already hold the model's special tokens (KServe's input_ids)."""
+        if self._successor is not None:
+            return await self._successor.embed_sequences(tokenized, timeout_ms=timeout_ms)
+        ticket = self._admit(tokenized.token_count)
+        try:
+            return await self.embed(tokenized, timeout_ms=timeout_ms)
+        finally:
+            ticket.release()
+
+    def _admit(self, estimated_tokens: int) -> Ticket:
+        if self.broken is not None:
+            raise ServerError(ErrorKind.UNAVAILABLE, f"model {self.info.name} is not healthy", retry_after_s=5)
+        try:
+            self._dispatcher.queue.check_room()
+            return self._budget.reserve(estimated_tokens)
+        except ServerError:
+            self.stats.record_failure(0)
+            raise
+
+    async def _embed_admitted(self, tokenized: Tokenized, ticket: Ticket, timeout_ms: int | None,
+                              check: Callable[[Tokenized], None] | None) -> Embeddings:
+        if check is not None:
+            check(tokenized)
+        ticket.resize(tokenized.token_count)
+        return await self.embed(tokenized, timeout_ms=timeout_ms)
+
     async def embed(self, tokenized: Tokenized, *, timeout_ms: int | None = None) -> Embeddings:
-        """Queue the sequences and wait for their embeddings (rows in input order)."""
+        """Queue the sequences and wait for their embeddings (rows in input order).
+
+        With a deadline (`timeout_ms`, else --request-timeout-ms), a loop timer fails the request with 503 the
+        moment it passes if no batch of it has started computing, and frees its queue slot.
+        """
         if self.broken is not None:
             raise ServerError(ErrorKind.UNAVAILABLE, f"model {self.info.name} is not healthy", retry_after_s=5)
         self.stats.record_truncated(tokenized.truncated)
@@ -218,11 +260,16 @@ class ServedModel:
         job = Job(tokenized.sequences, loop, loop.create_future(), deadline)
         try:
             self._dispatcher.queue.put(job)
-        except ServerError:
+        except ServerError as exc:
+            if self._successor is not None and exc.kind is ErrorKind.UNAVAILABLE:  # reloaded while tokenizing
+                return await self._successor.embed(tokenized, timeout_ms=timeout_ms)
             self.stats.record_failure(0)
             raise
         self.stats.change_pending(1)
         job.future.add_done_callback(lambda f: f.cancelled() and self._dispatcher.queue.discard(job))
+        if timeout_ms:
+            timer = loop.call_later(timeout_ms / 1000, self._dispatcher.expire, job)
+            job.future.add_done_callback(lambda f: timer.cancel())
         try:
             result: JobResult = await job.future
         finally:
@@ -235,24 +282,72 @@ class ServedModel:
         self._dispatcher.fail_all(
             ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
 
-    async def stop(self, timeout_s: float = 30.0) -> None:
-        """Finish queued work, then end the threads."""
+    def retire(self, successor: ServedModel) -> None:
+        """A reload replaced this instance: requests that reach it from now on go to `successor`."""
+        self._successor = successor
+
+    async def stop(self, timeout_s: float | None = 30.0) -> None:
+        """Take no new work, let the threads finish everything queued (for at most `timeout_s`; None: until done),
+        then answer whatever is left with 503. A retired instance drains fully: its model stays loaded."""
         self._dispatcher.queue.close()
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + timeout_s
-        for worker in self._workers:
-            await loop.run_in_executor(None, worker.join, max(0.0, deadline - time.monotonic()))
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while any(w.is_alive() for w in self._workers) and (deadline is None or time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
         self._dispatcher.fail_all(ServerError(ErrorKind.UNAVAILABLE, "the model was unloaded", retry_after_s=1))
         self._tokenize_pool.shutdown(wait=False)
 
 
-def _warm_up(worker: InferenceWorker, tokenizer: TextTokenizer, policy: BatchPolicy) -> int:
+def _build_instances(
+    entry: repo.ModelEntry,
+    specs: list[SessionSpec],
+    tokenizer: TextTokenizer,
+    dispatcher: BatchDispatcher,
+    stats: ModelStatistics,
+    on_batch: BatchObserver,
+    on_fatal: Callable[[BaseException], None],
+) -> tuple[list[InferenceWorker], int]:
+    """Build and warm every session; one (not yet started) inference thread per instance. Returns the threads
+    and the embedding dimension."""
+    workers: list[InferenceWorker] = []
+    dimension = 0
+    for spec in specs:
+        session = _checked(create_session(spec), entry)
+        instance = [
+            InferenceWorker(f"infer-{entry.name}-{len(workers) + k}", session, [i.name for i in session.get_inputs()],
+                            OUTPUT_NAME, tokenizer.pad_id, dispatcher, stats, on_batch, on_fatal, spec.niceness)
+            for k in range(spec.instances)
+        ]
+        dimension = _warm_up(instance[0], tokenizer, dispatcher.policy)
+        workers += instance
+    return workers, dimension
+
+
+def _checked(session: InferenceSession, entry: repo.ModelEntry) -> InferenceSession:
+    """The session, if its graph has the inputs and output the server feeds and reads."""
+    input_names = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if OUTPUT_NAME not in outputs or "input_ids" not in input_names or "attention_mask" not in input_names:
+        raise repo.RepositoryError(
+            f"{entry.onnx_path}: expected inputs input_ids/attention_mask and output {OUTPUT_NAME}, "
+            f"found inputs {input_names} and outputs {outputs}")
+    return session
+
+
+def _warm_up(worker: InferenceWorker, tokenizer: TextTokenizer, policy: BatchingPolicy) -> int:
     """Run the largest batch the policy allows (and a single short text); return the embedding dimension."""
     length = tokenizer.max_seq_length
     count = max(1, min(policy.max_batch_size, policy.max_batch_tokens // length))
-    filler = tokenizer.encode_texts(["warm up " * length]).sequences[0]
-    output = worker.run_batch_now([filler] * count)
+    output = worker.run_batch_now([_longest_sequence(tokenizer)] * count)
     worker.run_batch_now([tokenizer.encode_texts(["warm up"]).sequences[0]])
     if output.ndim != 2 or output.shape[0] != count or not np.isfinite(output).all():
         raise repo.RepositoryError(f"warm-up produced output of shape {output.shape} or non-finite values")
     return int(output.shape[1])
+
+
+def _longest_sequence(tokenizer: TextTokenizer) -> np.ndarray:
+    """A sequence of exactly max_seq_length tokens, built from token ids: it fits whether or not the server
+    truncates (a long text would be refused by a server started with --truncate false)."""
+    words = tokenizer.encode_texts(["warm up"]).sequences[0]
+    words = words[len(tokenizer.prefix): len(words) - len(tokenizer.suffix)]
+    room = max(1, tokenizer.max_seq_length - len(tokenizer.prefix) - len(tokenizer.suffix))
+    return tokenizer.encode_ids([np.resize(words, room).tolist()]).sequences[0]

@@ -103,13 +103,13 @@ def _responses(ok: dict[str, Any] | None, error: dict[str, Any], *codes: int) ->
     return responses
 
 
-_CLIENT_ERRORS = (400, 401, 404, 405, 413, 422, 429, 500, 503)
+_CLIENT_ERRORS = (400, 401, 404, 405, 408, 413, 422, 429, 500, 503)
 
 
 def openapi_document(version: str) -> dict[str, Any]:
     openai_ops = _responses(_json(_EMBEDDINGS_RESPONSE), _OPENAI_ERROR, *_CLIENT_ERRORS)
-    kserve = lambda ok: _responses(ok, _KSERVE_ERROR, 400, 401, 404, 405, 413, 500, 501, 503)
-    tei = lambda ok: _responses(ok, _TEI_ERROR, 400, 401, 404, 413, 422, 429, 500, 503)
+    kserve = lambda ok: _responses(ok, _KSERVE_ERROR, 400, 401, 404, 405, 408, 413, 500, 501, 503)
+    tei = lambda ok: _responses(ok, _TEI_ERROR, 400, 401, 404, 408, 413, 422, 429, 500, 503)
     return {
         "openapi": "3.0.3",
         "info": {"title": "onnx-embedding-server", "version": version,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from . import repository as repo
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
+from .layout import cpus_per_model
 from .model import ServedModel
 from .worker import BatchObserver
 
@@ -27,13 +28,14 @@ class ModelRegistry:
         self,
         config: ServerConfig,
         on_batch: Callable[[str], BatchObserver],
-        on_fatal: Callable[[str, BaseException], None],
+        on_fatal: Callable[[ServedModel, BaseException], None],
     ) -> None:
         self._config = config
         self._on_batch = on_batch
         self._on_fatal = on_fatal
         self._models: dict[str, ServedModel] = {}
         self._unavailable: dict[str, str] = {}
+        self._retiring: set[ServedModel] = set()  # replaced by a reload, finishing what they had queued
         self._lock = asyncio.Lock()
 
     @property
@@ -45,6 +47,10 @@ class ModelRegistry:
 
     def __len__(self) -> int:
         return len(self._models)
+
+    def is_serving(self, model: ServedModel) -> bool:
+        """Whether `model` is the instance its name routes to (not one a reload replaced, nor unloaded)."""
+        return self._models.get(model.info.name) is model
 
     def names(self) -> list[str]:
         return sorted(self._models)
@@ -64,9 +70,11 @@ class ModelRegistry:
             raise ServerError(ErrorKind.UNAVAILABLE, "no model is loaded", retry_after_s=5)
         return self._models[sorted(self._models)[0]]
 
-    def _load_blocking(self, name: str) -> ServedModel:
+    def _load_blocking(self, name: str, loaded: set[str]) -> ServedModel:
+        """Load `name`; its CPU instances get the CPUs divided among `loaded` plus itself (see layout.py)."""
         entry = repo.find_model(self._config.model_repository, name)
-        return ServedModel.load(entry, self._config, self._on_batch, self._on_fatal)
+        cpu_share = cpus_per_model(len(loaded | {name}))
+        return ServedModel.load(entry, self._config, self._on_batch, self._on_fatal, cpu_share)
 
     def load_startup_models(self) -> None:
         """Load every model (or the configured ones) before the server is ready. Blocking; raises on any failure."""
@@ -74,15 +82,16 @@ class ModelRegistry:
         if not names:
             raise repo.RepositoryError(f"no model found in repository {self._config.model_repository}")
         for name in names:
-            self._models[name] = self._load_blocking(name)
+            self._models[name] = self._load_blocking(name, set(names))
 
     async def load(self, name: str) -> None:
-        """Load or reload `name` off the event loop; the old instance keeps serving until the new one is ready."""
+        """Load or reload `name` off the event loop; the old instance keeps serving until the new one is ready,
+        then drains everything it had accepted (in the background: the load returns when the new one serves)."""
         _check_name(name)
         async with self._lock:
             loop = asyncio.get_running_loop()
             try:
-                model = await loop.run_in_executor(None, self._load_blocking, name)
+                model = await loop.run_in_executor(None, self._load_blocking, name, set(self._models))
             except repo.ModelNotFound as exc:
                 raise ServerError(ErrorKind.NOT_FOUND, str(exc)) from exc
             except Exception as exc:
@@ -94,7 +103,10 @@ class ModelRegistry:
             self._models[name] = model
             self._unavailable.pop(name, None)
         if old is not None:
-            await old.stop(self._config.shutdown_grace_s)
+            old.retire(model)
+            self._retiring.add(old)
+            task = asyncio.ensure_future(old.stop(None))
+            task.add_done_callback(lambda _: self._retiring.discard(old))
 
     async def unload(self, name: str) -> None:
         """Stop routing to `name`; requests already queued on it finish first."""
@@ -121,5 +133,6 @@ class ModelRegistry:
         return rows
 
     async def stop_all(self) -> None:
-        models, self._models = list(self._models.values()), {}
+        """Stop every instance, serving or still draining after a reload, within the shutdown grace."""
+        models, self._models = [*self._models.values(), *self._retiring], {}
         await asyncio.gather(*(m.stop(self._config.shutdown_grace_s) for m in models))

@@ -137,6 +137,32 @@ def _int64_as_numbers(descriptor, value: dict) -> dict:
     return value
 
 
+TEXT_INPUT = "TEXT"
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def conform_inputs(config: ModelConfig) -> ModelConfig:
+    """Make the config's inputs say what the server accepts, in Triton's terms (in place; returns `config`).
+
+    A request sends either `TEXT` (BYTES: one string per batch item, the server tokenizes) or the token id
+    inputs; so `TEXT` is listed first (TYPE_STRING, dims [1] under batching: metadata shape [-1, 1]) and every
+    token id input is `optional` (INT64, dims [-1]). Exports from before `TEXT` was listed conform on load.
+    """
+    batched = config.max_batch_size > 0
+    ids = [tensor for tensor in config.input if tensor.name != TEXT_INPUT]
+    del config.input[:]
+    config.input.add(name=TEXT_INPUT, data_type=model_config_pb2.TYPE_STRING, dims=[1] if batched else [-1])
+    for tensor in ids:
+        added = config.input.add()
+        added.CopyFrom(tensor)
+        added.optional = True
+        if tensor.name in TOKEN_INPUTS:
+            added.data_type = model_config_pb2.TYPE_INT64
+            added.ClearField("dims")
+            added.dims.extend([-1] if batched else [-1, -1])
+    return config
+
+
 def model_names(repository: Path) -> list[str]:
     """Names of the model directories in the repository that hold a config.pbtxt."""
     if not repository.is_dir():
@@ -150,12 +176,15 @@ def model_versions(model_dir: Path) -> list[int]:
     """Published versions: numeric directory names not starting with 0 (Triton's rule) that hold a model.onnx.
 
     An export writes into a hidden temporary directory and renames it into place, so a version
-    directory only exists once it is complete.
+    directory only exists once it is complete. A version directory that resolves outside the repository
+    (a symlink to elsewhere) is not a version: the server loads nothing from outside its repository.
     """
+    root = model_dir.parent.resolve()
     versions = []
     for p in model_dir.iterdir():
         if p.is_dir() and p.name.isdigit() and not p.name.startswith("0") and (p / MODEL_FILE).is_file():
-            versions.append(int(p.name))
+            if p.resolve().is_relative_to(root):
+                versions.append(int(p.name))
     return sorted(versions)
 
 
@@ -203,6 +232,7 @@ def find_model(repository: Path, name: str, version: int | None = None) -> Model
     if config.name and config.name != name:
         raise RepositoryError(f"{model_dir / CONFIG_FILE}: name {config.name!r} differs from directory {name!r}")
     config.name = name
+    conform_inputs(config)
     versions = model_versions(model_dir)
     if not versions:
         raise RepositoryError(f"model {name!r} has no published version (expected {model_dir}/<n>/{MODEL_FILE})")

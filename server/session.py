@@ -49,7 +49,7 @@ def _cgroup_cpu_quota() -> float | None:
 
 @dataclass(frozen=True)
 class SessionSpec:
-    """How to build one instance's session, and how many inference threads run it."""
+    """How to build one session, and how many instances (each one dedicated inference thread) share it."""
 
     model_path: Path
     device: str  # "cpu" or "gpu"
@@ -59,7 +59,7 @@ class SessionSpec:
     cuda_options: tuple[tuple[str, str], ...] = ()
     niceness: int = 0
     cpu_memory_arena: bool = True
-    inference_threads: int = 1
+    instances: int = 1
 
 
 def session_options(

@@ -10,6 +10,14 @@ from tokenizers import Encoding, Tokenizer
 
 from .errors import invalid
 
+# A text longer than max_seq_length x this many characters is tokenized from a prefix first (see `_encode_one`).
+PREFIX_CHARS_PER_TOKEN = 16
+# Tokens the prefix must yield beyond what is kept, so that the word cut at its end cannot reach the kept ones
+# (WordPiece turns a word of more than 100 characters into one [UNK]).
+PREFIX_MARGIN_TOKENS = 128
+# Texts longer than this are encoded with `encode_batch`, which releases the GIL (`encode` holds it throughout).
+GIL_FREE_CHARS = 4096
+
 
 @dataclass(frozen=True)
 class Tokenized:
@@ -61,33 +69,64 @@ class TextTokenizer:
                 raise invalid(f"input {index} is an empty string", param="input")
             if "\x00" in text:
                 raise invalid(f"input {index} contains a NUL character", param="input")
-        if len(texts) == 1:
-            encodings = [self._tokenizer.encode(texts[0])]
+        if max(map(len, texts)) > self.max_seq_length * PREFIX_CHARS_PER_TOKEN:
+            results = [self._encode_one(text) for text in texts]
+        elif len(texts) == 1 and len(texts[0]) <= GIL_FREE_CHARS:
+            encoding = self._tokenizer.encode(texts[0])
+            results = [(encoding.ids, bool(encoding.overflowing))]
         else:
-            encodings = self._tokenizer.encode_batch(texts)
-        truncated = [i for i, e in enumerate(encodings) if e.overflowing]
+            results = [(e.ids, bool(e.overflowing)) for e in self._tokenizer.encode_batch(texts)]
+        truncated = [i for i, (_, cut) in enumerate(results) if cut]
         if truncated and not self.truncate:
-            lengths = [len(e.ids) for e in self._untruncated.encode_batch([texts[i] for i in truncated[:1]])]
             raise invalid(
-                f"input {truncated[0]} has {lengths[0]} tokens, more than this model's max_seq_length "
-                f"{self.max_seq_length}, and the server is configured not to truncate",
+                f"input {truncated[0]} has {self._too_long_count(texts[truncated[0]])} tokens, more than this "
+                f"model's max_seq_length {self.max_seq_length}, and the server is configured not to truncate",
                 param="input",
             )
-        sequences = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+        sequences = [np.asarray(ids, dtype=np.int64) for ids, _ in results]
         return Tokenized(sequences=sequences, truncated=len(truncated))
+
+    def _encode_one(self, text: str) -> tuple[list[int], bool]:
+        """Ids of one long text (truncated) and whether it was truncated; `encode_batch` releases the GIL."""
+        prefix, count = self._kept_prefix(text)
+        encoding = self._tokenizer.encode_batch([prefix])[0]
+        return encoding.ids, count is not None or bool(encoding.overflowing)
+
+    def _kept_prefix(self, text: str) -> tuple[str, int | None]:
+        """A prefix of `text` that tokenizes to the same first max_seq_length tokens, and its token count.
+
+        The pre-tokenizers split on whitespace and punctuation and the normalizers work per character, so only
+        the word cut at the prefix's end can tokenize differently from the whole text; a prefix that yields
+        PREFIX_MARGIN_TOKENS more tokens than are kept puts that word's tokens past the kept ones. A 10 MB text
+        then costs the tokenization of a few kilobytes. Returns (text, None) when no shorter prefix will do.
+        """
+        room = self.max_seq_length - len(self.prefix) - len(self.suffix)
+        cut = self.max_seq_length * PREFIX_CHARS_PER_TOKEN
+        while cut < len(text):
+            plain = self._untruncated.encode_batch([text[:cut]], add_special_tokens=False)[0]
+            if len(plain.ids) >= room + PREFIX_MARGIN_TOKENS:
+                return text[:cut], len(plain.ids)
+            cut *= 4
+        return text, None
+
+    def _too_long_count(self, text: str) -> str:
+        if len(text) > self.max_seq_length * PREFIX_CHARS_PER_TOKEN:
+            return f"over {self.max_seq_length + PREFIX_MARGIN_TOKENS}"
+        return str(len(self._untruncated.encode_batch([text])[0].ids))
 
     def encode_full(self, texts: list[str]) -> list[Encoding]:
         """Untruncated encodings with the special tokens, for left truncation and chunking (server/chunking.py)."""
-        if len(texts) == 1:
-            return [self._untruncated.encode(texts[0])]
-        return self._untruncated.encode_batch(texts)
+        return self._untruncated.encode_batch(texts)  # releases the GIL (`encode` holds it throughout)
 
     def encode_ids(self, token_lists: list[list[int]]) -> Tokenized:
         """Pre-tokenized input (ids without special tokens): add the model's special tokens, check the vocabulary."""
         room = self.max_seq_length - len(self.prefix) - len(self.suffix)
         sequences, truncated = [], 0
         for index, ids in enumerate(token_lists):
-            array = np.asarray(ids, dtype=np.int64)
+            try:
+                array = np.asarray(ids, dtype=np.int64)
+            except (OverflowError, ValueError, TypeError):  # e.g. an id of 2**63 or more
+                array = np.array([-1])
             if array.size and (array.min() < 0 or array.max() >= self.vocab_size):
                 raise invalid(
                     f"input {index} holds token ids outside this model's vocabulary [0, {self.vocab_size})",
@@ -107,7 +146,12 @@ class TextTokenizer:
 
     def tokens(self, text: str) -> list[tuple[int, str, int, int, bool]]:
         """(id, token text, start, stop, special) for each token of `text`, as TEI's /tokenize shows them."""
-        encoding = self._tokenizer.encode(text)
+        if len(text) > self.max_seq_length * PREFIX_CHARS_PER_TOKEN:
+            text = self._kept_prefix(text)[0]
+        if len(text) > GIL_FREE_CHARS:
+            encoding = self._tokenizer.encode_batch([text])[0]
+        else:
+            encoding = self._tokenizer.encode(text)
         return [
             (token_id, token, start, stop, bool(special))
             for token_id, token, (start, stop), special in zip(

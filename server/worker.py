@@ -1,4 +1,5 @@
-"""One inference thread: it alone owns its ONNX Runtime session, and loops until its queue closes."""
+"""One model instance's dedicated inference thread: the only thread that runs batches through the instance's session
+(the CPU instances of a model share one session, whose `Run` is thread-safe); it loops until its queue closes."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ class InferenceWorker:
                         job.compute_input_ns, job.compute_infer_ns, job.compute_output_ns,
                     )
                     finished.append(job.resolve())
-        # Observed before the results go out, so /metrics never lags a response the client already has.
+        # Observed before the answers go out, so a client that scrapes /metrics after its answer sees its batch.
         self._on_batch(len(items), int(feeds["attention_mask"].sum()), feeds["attention_mask"].size)
         deliver(finished)
 

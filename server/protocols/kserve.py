@@ -1,5 +1,8 @@
 """KServe v2 / Triton HTTP: parse inference requests (JSON and binary tensor extension), build bodies. No I/O.
 
+The tensor checks (`check_input`, `requested_output`, `assemble_request`, ...) and the metadata (derived from
+the model config) are shared with KServe v2 over gRPC (`protocols/kserve_grpc.py`).
+
 A model takes either a BYTES input `TEXT` of shape [N] or [N, 1] (the server tokenizes), or INT64
 `input_ids` + `attention_mask` (+ optional `token_type_ids`, all zeros) of shape [N, L] from clients
 that tokenize themselves; it returns the FP32 output `sentence_embedding` of shape [N, dim].
@@ -15,8 +18,10 @@ import numpy as np
 import orjson
 
 from ..errors import ErrorKind, ServerError, invalid
+from . import bounded_json
 from ..options import DEFAULT, EmbeddingOptions, options_from_parameters
-from ..repository import OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_SPAN
+from ..repository import (OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_SPAN, ModelConfig,
+                          model_config_pb2)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PLATFORM = "onnxruntime_onnx"
@@ -60,18 +65,32 @@ def server_metadata(version: str) -> bytes:
     return orjson.dumps({"name": "onnx-embedding-server", "version": version, "extensions": EXTENSIONS})
 
 
-def model_metadata(name: str, versions: list[str], dimension: int) -> bytes:
-    return orjson.dumps({
+def datatype(data_type: int) -> str:
+    """A ModelConfig data type as the protocol names it (Triton's rule: TYPE_STRING is BYTES)."""
+    name = model_config_pb2.DataType.Name(data_type).removeprefix("TYPE_")
+    return "BYTES" if name == "STRING" else name
+
+
+def metadata_tensors(tensors, max_batch_size: int) -> list[dict]:
+    """Config inputs or outputs as metadata lists them: with batching, the shape is [-1] + dims."""
+    batch = [-1] if max_batch_size > 0 else []
+    return [{"name": t.name, "datatype": datatype(t.data_type), "shape": batch + [int(d) for d in t.dims]}
+            for t in tensors]
+
+
+def model_metadata_dict(name: str, versions: list[str], config: ModelConfig) -> dict:
+    """Model metadata derived from the (conformed) model config, so `/config` and metadata always agree."""
+    return {
         "name": name,
         "versions": versions,
         "platform": PLATFORM,
-        "inputs": [
-            {"name": TEXT, "datatype": "BYTES", "shape": [-1]},
-            {"name": INPUT_IDS, "datatype": "INT64", "shape": [-1, -1]},
-            {"name": ATTENTION_MASK, "datatype": "INT64", "shape": [-1, -1]},
-        ],
-        "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, dimension]}],
-    })
+        "inputs": metadata_tensors(config.input, config.max_batch_size),
+        "outputs": metadata_tensors(config.output, config.max_batch_size),
+    }
+
+
+def model_metadata(name: str, versions: list[str], config: ModelConfig) -> bytes:
+    return orjson.dumps(model_metadata_dict(name, versions, config))
 
 
 def serialize_bytes(items: list[bytes]) -> bytes:
@@ -79,15 +98,23 @@ def serialize_bytes(items: list[bytes]) -> bytes:
     return b"".join(len(item).to_bytes(4, "little") + item for item in items)
 
 
-def deserialize_bytes(buffer: bytes | memoryview, name: str = TEXT) -> list[bytes]:
+def deserialize_bytes(buffer: bytes | memoryview, name: str = TEXT, *, max_items: int | None = None,
+                      max_item_bytes: int | None = None) -> list[bytes]:
+    """Split a BYTES tensor's binary data; refuse more than `max_items` elements or longer ones than
+    `max_item_bytes` as soon as it sees one, before copying anything more."""
     view = memoryview(buffer)
     items: list[bytes] = []
     offset, end = 0, len(view)
     while offset < end:
+        if max_items is not None and len(items) >= max_items:
+            raise invalid(f"input '{name}' holds more than the {max_items} elements its shape allows")
         if offset + 4 > end:
             raise invalid(f"input '{name}': a BYTES length prefix is cut short at byte {offset}")
         length = int.from_bytes(view[offset:offset + 4], "little")
         offset += 4
+        if max_item_bytes is not None and length > max_item_bytes:
+            raise invalid(f"input '{name}': element {len(items)} has {length} bytes, more than the "
+                          f"{max_item_bytes} allowed")
         if offset + length > end:
             raise invalid(f"input '{name}': element {len(items)} declares {length} bytes but only "
                           f"{end - offset} remain in its binary data")
@@ -96,7 +123,7 @@ def deserialize_bytes(buffer: bytes | memoryview, name: str = TEXT) -> list[byte
     return items
 
 
-def _split_body(raw: bytes, header_length: str | None) -> tuple[Any, memoryview]:
+def _split_body(raw: bytes, header_length: str | None, max_inputs: int) -> tuple[Any, memoryview]:
     if header_length is None:
         json_part, binary = raw, memoryview(b"")
     else:
@@ -111,10 +138,8 @@ def _split_body(raw: bytes, header_length: str | None) -> tuple[Any, memoryview]
         json_part, binary = raw[:size], memoryview(raw)[size:]
     if not json_part:
         raise invalid("the request body is empty; expected a JSON inference request")
-    try:
-        return orjson.loads(json_part), binary
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"failed to parse the request JSON: {exc}") from None
+    return bounded_json.loads(json_part, max_inputs=max_inputs, what="the request JSON",
+                              not_json="failed to parse the request JSON"), binary
 
 
 def _parameters(obj: dict, where: str) -> dict:
@@ -123,6 +148,11 @@ def _parameters(obj: dict, where: str) -> dict:
         return {}
     if not isinstance(params, dict):
         raise invalid(f"'parameters' of {where} must be a JSON object")
+    return check_parameters(params, where)
+
+
+def check_parameters(params: dict, where: str) -> dict:
+    """Reject shared-memory parameters (any protocol); return `params`."""
     if any(key in params for key in _SHARED_MEMORY_KEYS):
         raise ServerError(ErrorKind.UNSUPPORTED, f"shared memory is not supported ({where}); send the data "
                           "in the request body")
@@ -143,50 +173,69 @@ def _check_shape(name: str, model: str, shape: list[int], ok: bool, expected: st
                       f"got {shape}")
 
 
-def _flatten_strings(data: Any, name: str) -> list[str]:
+def _flatten_strings(data: Any, name: str, max_items: int) -> list[str]:
+    """The strings of a (nested) JSON list, refusing more than `max_items` as soon as it sees one more."""
     flat: list[str] = []
     stack = [data]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
+            if len(item) > max_items:
+                raise invalid(f"input '{name}' holds more than the {max_items} elements its shape allows")
             stack.extend(reversed(item))
         elif isinstance(item, str):
+            if len(flat) == max_items:
+                raise invalid(f"input '{name}' holds more than the {max_items} elements its shape allows")
             flat.append(item)
         else:
             raise invalid(f"input '{name}': BYTES data in JSON must be strings")
     return flat
 
 
-def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int) -> list[str]:
+def decode_texts(items: list[bytes]) -> list[str]:
+    try:
+        return [item.decode("utf-8") for item in items]
+    except UnicodeDecodeError as exc:
+        raise invalid(f"input '{TEXT}' holds a string that is not valid UTF-8: {exc.reason}") from None
+
+
+def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int, max_input_chars: int
+           ) -> list[str]:
     shape = _shape(tensor, TEXT)
     _check_shape(TEXT, model, shape, len(shape) in (1, 2) and shape[0] > 0 and shape[1:] in ([], [1]),
                  "[-1] or [-1,1]")
     if shape[0] > max_inputs:
         raise invalid(f"input '{TEXT}' holds {shape[0]} texts; at most {max_inputs} are allowed per request")
     if chunk is None:
-        texts = _flatten_strings(tensor.get("data"), TEXT)
+        texts = _flatten_strings(tensor.get("data"), TEXT, shape[0])
     else:
-        try:
-            texts = [item.decode("utf-8") for item in deserialize_bytes(chunk, TEXT)]
-        except UnicodeDecodeError as exc:
-            raise invalid(f"input '{TEXT}' holds a string that is not valid UTF-8: {exc.reason}") from None
+        texts = decode_texts(deserialize_bytes(chunk, TEXT, max_items=shape[0], max_item_bytes=4 * max_input_chars))
     if len(texts) != shape[0]:
         raise invalid(f"input '{TEXT}' has {len(texts)} elements but its shape {shape} needs {shape[0]}")
+    for index, text in enumerate(texts):
+        if len(text) > max_input_chars:
+            raise invalid(f"input '{TEXT}': element {index} has {len(text)} characters; at most "
+                          f"{max_input_chars} are allowed per input")
     return texts
 
 
-def _int64(tensor: dict, name: str, model: str, chunk: memoryview | None) -> np.ndarray:
+def _int64(tensor: dict, name: str, model: str, chunk: memoryview | None, max_inputs: int) -> np.ndarray:
     shape = _shape(tensor, name)
     _check_shape(name, model, shape, len(shape) == 2 and shape[0] > 0 and shape[1] > 0, "[-1,-1]")
+    if shape[0] > max_inputs:
+        raise invalid(f"input '{name}' holds {shape[0]} sequences; at most {max_inputs} are allowed")
     count = shape[0] * shape[1]
     if chunk is not None:
         if len(chunk) != count * 8:
             raise invalid(f"input '{name}': binary data has {len(chunk)} bytes, shape {shape} of INT64 needs "
                           f"{count * 8}")
         return np.frombuffer(chunk, dtype="<i8").astype(np.int64).reshape(shape)
+    data = tensor.get("data")
+    if not isinstance(data, list) or len(data) not in (count, shape[0]):
+        raise invalid(f"input '{name}': 'data' must hold {count} integers for shape {shape}")
     try:
-        array = np.asarray(tensor.get("data"))
-    except ValueError:
+        array = np.asarray(data)
+    except (ValueError, OverflowError):
         raise invalid(f"input '{name}': 'data' must be a (nested) list of integers") from None
     if array.dtype.kind not in "iu" or array.size != count:
         raise invalid(f"input '{name}': 'data' must hold {count} integers for shape {shape}")
@@ -197,21 +246,47 @@ def _outputs(body: dict, model: str, binary_default: bool) -> list[RequestedOutp
     requested = body.get("outputs") or [{"name": OUTPUT}]
     if not isinstance(requested, list):
         raise invalid("'outputs' must be a list")
-    outputs = []
+    outputs: list[RequestedOutput] = []
     for out in requested:
         if not isinstance(out, dict) or not isinstance(out.get("name"), str):
             raise invalid("each requested output must be an object with a string 'name'")
-        name = out["name"]
-        if name != OUTPUT and name not in CHUNK_OUTPUTS:
-            raise invalid(f"unexpected inference output '{name}' for model '{model}'")
-        params = _parameters(out, f"output '{name}'")
-        if params.get("classification"):
-            raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{name}'")
-        binary = params.get("binary_data", binary_default)
-        if not isinstance(binary, bool):
-            raise invalid(f"output '{name}': 'binary_data' must be a boolean")
-        outputs.append(RequestedOutput(name, binary))
+        outputs.append(requested_output(out["name"], _parameters(out, f"output '{out['name']}'"), model,
+                                        binary_default))
+    return check_unique(outputs)
+
+
+def requested_output(name: str, params: dict, model: str, binary_default: bool) -> RequestedOutput:
+    """One requested output, checked (any protocol): the embedding or a chunk output, no classification."""
+    if name != OUTPUT and name not in CHUNK_OUTPUTS:
+        raise invalid(f"unexpected inference output '{name}' for model '{model}'")
+    check_parameters(params, f"output '{name}'")
+    if params.get("classification"):
+        raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{name}'")
+    binary = params.get("binary_data", binary_default)
+    if not isinstance(binary, bool):
+        raise invalid(f"output '{name}': 'binary_data' must be a boolean")
+    return RequestedOutput(name, binary)
+
+
+def check_unique(outputs: list[RequestedOutput]) -> list[RequestedOutput]:
+    """Each output at most once (any protocol): a repeated one would be serialized again for nothing."""
+    seen: set[str] = set()
+    for output in outputs:
+        if output.name in seen:
+            raise invalid(f"output '{output.name}' is requested more than once")
+        seen.add(output.name)
     return outputs
+
+
+def check_input(name: str, datatype: Any, model: str, seen) -> None:
+    """An input's name and data type are the model's, and it comes once (any protocol)."""
+    if name not in _DATATYPES:
+        raise invalid(f"unexpected inference input '{name}' for model '{model}'")
+    if name in seen:
+        raise invalid(f"input '{name}' is given more than once")
+    if datatype != _DATATYPES[name]:
+        raise invalid(f"inference input '{name}' data-type is '{datatype}', but model "
+                      f"'{model}' expects '{_DATATYPES[name]}'")
 
 
 def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tuple[dict, memoryview | None]]:
@@ -224,13 +299,7 @@ def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tup
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
             raise invalid("each input must be an object with a string 'name'")
         name = tensor["name"]
-        if name not in _DATATYPES:
-            raise invalid(f"unexpected inference input '{name}' for model '{model}'")
-        if name in found:
-            raise invalid(f"input '{name}' is given more than once")
-        if tensor.get("datatype") != _DATATYPES[name]:
-            raise invalid(f"inference input '{name}' data-type is '{tensor.get('datatype')}', but model "
-                          f"'{model}' expects '{_DATATYPES[name]}'")
+        check_input(name, tensor.get("datatype"), model, found)
         size = _parameters(tensor, f"input '{name}'").get("binary_data_size")
         chunk = None
         if size is not None:
@@ -252,9 +321,9 @@ def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tup
     return found
 
 
-def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, max_inputs: int
-                        ) -> InferRequest:
-    body, binary = _split_body(raw, header_length)
+def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, max_inputs: int,
+                        max_input_chars: int = 2_000_000) -> InferRequest:
+    body, binary = _split_body(raw, header_length, max_inputs)
     if not isinstance(body, dict):
         raise invalid("the inference request must be a JSON object")
     request_id = body.get("id")
@@ -269,18 +338,30 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
         raise invalid("'timeout' must be a non-negative integer (microseconds)")
     found = _collect_inputs(body, binary, model)
     outputs = _outputs(body, model, binary_default)
-    options = options_from_parameters(params)
-    given = bool(body.get("outputs"))
+    return assemble_request(found, request_id=request_id, outputs=outputs, timeout_us=timeout, model=model,
+                            max_inputs=max_inputs, max_input_chars=max_input_chars,
+                            options=options_from_parameters(params), outputs_given=bool(body.get("outputs")),
+                            binary_default=binary_default)
+
+
+def assemble_request(found: dict[str, tuple[dict, memoryview | None]], *, request_id: str | None,
+                     outputs: list[RequestedOutput], timeout_us: int | None, model: str, max_inputs: int,
+                     max_input_chars: int = 2_000_000, options: EmbeddingOptions = DEFAULT,
+                     outputs_given: bool = True, binary_default: bool = False) -> InferRequest:
+    """Checked inputs -> one request (any protocol). `found` maps an input name to its tensor (`shape`, and
+    `data` unless its bytes are the chunk) and its binary chunk; `options` come from the request parameters
+    (`options_from_parameters`); `outputs_given` says whether the client named its outputs."""
+    timeout = timeout_us or None
     if TEXT in found:
         if len(found) > 1:
             raise invalid(f"send either '{TEXT}' or '{INPUT_IDS}' + '{ATTENTION_MASK}', not both")
         tensor, chunk = found[TEXT]
-        return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs), None, None, outputs,
-                            timeout or None, options, given, binary_default)
+        return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs, max_input_chars), None, None,
+                            outputs, timeout, options, outputs_given, binary_default)
     if INPUT_IDS not in found or ATTENTION_MASK not in found:
         raise invalid(f"model '{model}' needs input '{TEXT}' (BYTES), or inputs '{INPUT_IDS}' and "
                       f"'{ATTENTION_MASK}' (INT64)")
-    arrays = {name: _int64(tensor, name, model, chunk) for name, (tensor, chunk) in found.items()}
+    arrays = {name: _int64(tensor, name, model, chunk, max_inputs) for name, (tensor, chunk) in found.items()}
     ids, mask = arrays[INPUT_IDS], arrays[ATTENTION_MASK]
     for name, array in arrays.items():
         if array.shape != ids.shape:
@@ -290,18 +371,14 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
         raise invalid(f"input '{INPUT_IDS}' holds {len(ids)} sequences; at most {max_inputs} are allowed")
     if TOKEN_TYPE_IDS in arrays and arrays[TOKEN_TYPE_IDS][mask != 0].any():
         raise invalid(f"'{TOKEN_TYPE_IDS}' must be all zeros: the server embeds single-segment sequences")
-    return InferRequest(request_id, None, ids, mask, outputs, timeout or None, options, given, binary_default)
+    return InferRequest(request_id, None, ids, mask, outputs, timeout, options, outputs_given, binary_default)
 
 
 def outputs_for(request: InferRequest, *, chunks: bool) -> list[RequestedOutput]:
-    """The outputs to return: chunk outputs need chunking 'chunks', and come by default with it."""
-    names = [output.name for output in request.outputs]
-    if not chunks:
-        asked = [name for name in names if name in CHUNK_OUTPUTS]
-        if asked:
-            raise invalid(f"outputs {asked} need the request parameter chunking='chunks'")
-        return request.outputs
-    if request.outputs_given:
+    """The outputs to return: those the client named (chunk outputs included, whatever the chunking: see
+    `server/kserve_infer.py`); a client that names none gets the embedding, and the chunk outputs too when the
+    request chunks in mode 'chunks'."""
+    if not chunks or request.outputs_given:
         return request.outputs
     return request.outputs + [RequestedOutput(name, request.binary_default) for name in CHUNK_OUTPUTS]
 

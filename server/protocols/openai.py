@@ -31,7 +31,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[list[int]] | None]:
+def _parse_input(value: Any, max_inputs: int, max_input_chars: int
+                 ) -> tuple[list[str] | None, list[list[int]] | None]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
@@ -39,17 +40,15 @@ def _parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[li
                       "input")
     if not value:
         raise invalid("'input' must not be empty", "input")
+    if isinstance(value[0], int) and not isinstance(value[0], bool):  # one pre-tokenized input
+        if not all(_is_int(item) for item in value):
+            raise invalid("'input' items must be all strings, all token ids, or all lists of token ids", "input")
+        return None, [value]
     if len(value) > max_inputs:
         raise invalid(f"'input' has {len(value)} items; at most {max_inputs} are allowed per request", "input")
     if all(isinstance(item, str) for item in value):
-        for index, text in enumerate(value):
-            if not text:
-                raise invalid(f"'input[{index}]' is an empty string", "input")
-            if "\x00" in text:
-                raise invalid(f"'input[{index}]' contains a NUL character", "input")
+        _check_texts(value, max_input_chars)
         return value, None
-    if all(_is_int(item) for item in value):
-        return None, [value]
     if all(isinstance(item, list) for item in value):
         for index, ids in enumerate(value):
             if not ids:
@@ -60,12 +59,23 @@ def _parse_input(value: Any, max_inputs: int) -> tuple[list[str] | None, list[li
     raise invalid("'input' items must be all strings, all token ids, or all lists of token ids", "input")
 
 
-def parse_embeddings_request(body: Any, *, max_inputs: int) -> EmbeddingsRequest:
+def _check_texts(texts: list[str], max_input_chars: int) -> None:
+    for index, text in enumerate(texts):
+        if not text:
+            raise invalid(f"'input[{index}]' is an empty string", "input")
+        if len(text) > max_input_chars:
+            raise invalid(f"'input[{index}]' has {len(text)} characters; at most {max_input_chars} are allowed "
+                          "per input", "input")
+        if "\x00" in text:
+            raise invalid(f"'input[{index}]' contains a NUL character", "input")
+
+
+def parse_embeddings_request(body: Any, *, max_inputs: int, max_input_chars: int = 2_000_000) -> EmbeddingsRequest:
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object")
     if "input" not in body:
         raise invalid("'input' is required", "input")
-    texts, token_ids = _parse_input(body["input"], max_inputs)
+    texts, token_ids = _parse_input(body["input"], max_inputs, max_input_chars)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise invalid("'model' must be a string", "model")

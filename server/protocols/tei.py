@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..errors import ErrorKind, ServerError, invalid
+from ..errors import ServerError, invalid
 from ..options import DEFAULT, EmbeddingOptions, options_from_body
 
 
@@ -72,24 +72,36 @@ def _optional_bool(body: dict, key: str, default: bool | None) -> bool | None:
     return value
 
 
-def _inputs(value: Any, max_inputs: int) -> tuple[list[str] | None, list[list[int]] | None]:
+def check_text_lengths(texts: list[str], max_input_chars: int) -> None:
+    for index, text in enumerate(texts):
+        if len(text) > max_input_chars:
+            raise invalid(f"`inputs[{index}]` has {len(text)} characters; at most {max_input_chars} are allowed "
+                          "per input")
+
+
+def _inputs(value: Any, max_inputs: int, max_input_chars: int) -> tuple[list[str] | None, list[list[int]] | None]:
     if isinstance(value, str):
+        check_text_lengths([value], max_input_chars)
         return [value], None
     if not isinstance(value, list):
         raise invalid("`inputs` must be a string, a list of token ids, or a list of either")
+    if value and _is_int(value[0]):  # one pre-tokenized input: its length is not a batch size
+        if not all(_is_int(item) for item in value):
+            raise invalid("`inputs` items must be all strings, all token ids, or all non-empty lists of token ids")
+        return None, [value]
     _check_count(len(value), max_inputs)
     if all(isinstance(item, str) for item in value):
+        check_text_lengths(value, max_input_chars)
         return value, None
-    if all(_is_int(item) for item in value):
-        return None, [value]
     if all(isinstance(item, list) and item and all(_is_int(t) for t in item) for item in value):
         return None, value
     raise invalid("`inputs` items must be all strings, all token ids, or all non-empty lists of token ids")
 
 
-def parse_embed_request(body: Any, *, max_inputs: int, dimension: int) -> EmbedRequest:
+def parse_embed_request(body: Any, *, max_inputs: int, dimension: int, max_input_chars: int = 2_000_000
+                        ) -> EmbedRequest:
     body = _object(body)
-    texts, token_ids = _inputs(body["inputs"], max_inputs)
+    texts, token_ids = _inputs(body["inputs"], max_inputs, max_input_chars)
     options = options_from_body(body)
     dimensions = body.get("dimensions")
     if dimensions is not None and (not _is_int(dimensions) or not 0 < dimensions <= dimension):
@@ -120,13 +132,16 @@ def build_chunks_response(chunks: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
                         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def parse_tokenize_request(body: Any, *, max_inputs: int) -> TokenizeRequest:
+def parse_tokenize_request(body: Any, *, max_inputs: int, max_input_chars: int = 2_000_000) -> TokenizeRequest:
     body = _object(body)
     inputs = body["inputs"]
     texts = [inputs] if isinstance(inputs, str) else inputs
-    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+    if not isinstance(texts, list):
         raise invalid("`inputs` must be a string or a list of strings")
     _check_count(len(texts), max_inputs)
+    if not all(isinstance(text, str) for text in texts):
+        raise invalid("`inputs` must be a string or a list of strings")
+    check_text_lengths(texts, max_input_chars)
     return TokenizeRequest(texts, bool(_optional_bool(body, "add_special_tokens", True)))
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the route modules: body reading, JSON responses, off-loop rendering."""
+"""Helpers shared by the route modules: body parsing, JSON responses, off-loop rendering, the response bound."""
 
 from __future__ import annotations
 
@@ -6,33 +6,61 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import orjson
 from aiohttp import web
 
 from ..errors import invalid
+from ..protocols import bounded_json
+from ..state import CONFIG
 
 # Responses with more floats than this are serialized off the event loop.
 INLINE_RENDER_FLOATS = 65536
+# Bodies larger than this are parsed and checked off the event loop: the Python work there gives the loop
+# the GIL every few milliseconds (the JSON scan in numpy releases it).
+INLINE_PARSE_BYTES = 64 * 1024
+# Bytes per float of a response: JSON text (orjson writes a float32 in at most 15 characters and a comma),
+# and binary or base64 data.
+JSON_BYTES_PER_FLOAT = 16
+BINARY_BYTES_PER_FLOAT = 6
+RESPONSE_OVERHEAD_BYTES = 4096
+
+T = TypeVar("T")
+
+
+async def parse_body(request: web.Request, parse: Callable[[bytes], T]) -> T:
+    """`parse(body)`, on the loop for a small body, on a thread for a large one."""
+    raw = await request.read()
+    if len(raw) <= INLINE_PARSE_BYTES:
+        return parse(raw)
+    return await asyncio.get_running_loop().run_in_executor(None, parse, raw)
+
+
+def json_of(raw: bytes, max_inputs: int) -> Any:
+    """The JSON document of a request body, refused when it holds more than `max_inputs` inputs could need."""
+    if not raw:
+        raise invalid("the request body is empty; expected a JSON object")
+    return bounded_json.loads(raw, max_inputs=max_inputs)
 
 
 async def read_json(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        raise invalid("the request body is empty; expected a JSON object")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"the request body is not valid JSON: {exc}") from None
+    max_inputs = request.app[CONFIG].max_inputs
+    return await parse_body(request, lambda raw: json_of(raw, max_inputs))
 
 
 def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
-T = TypeVar("T")
+def check_response_size(request: web.Request, floats: int, *, binary: bool = False) -> None:
+    """Refuse (400, 422 TEI) a response that would exceed --max-response-bytes, before it is serialized."""
+    limit = request.app[CONFIG].max_response_bytes
+    estimate = floats * (BINARY_BYTES_PER_FLOAT if binary else JSON_BYTES_PER_FLOAT) + RESPONSE_OVERHEAD_BYTES
+    if estimate > limit:
+        raise invalid(f"the response would be about {estimate} bytes, more than the server's limit of {limit} "
+                      "(--max-response-bytes): send fewer inputs per request, or ask for binary output")
 
 
 async def render(build: Callable[[], T], floats: int) -> T:
     if floats <= INLINE_RENDER_FLOATS:
         return build()
     return await asyncio.get_running_loop().run_in_executor(None, build)
+

@@ -11,10 +11,14 @@ routes = web.RouteTableDef()
 
 
 def is_ready(app: web.Application) -> bool:
+    """Triton's strict readiness: serving, not draining, and every start-up model loaded and healthy."""
     lifecycle = app[LIFECYCLE]
     if not lifecycle.ready or lifecycle.draining or lifecycle.fatal is not None:
         return False
-    return all(model.healthy for model in app[REGISTRY])
+    registry = app[REGISTRY]
+    if not set(lifecycle.startup_models) <= set(registry.names()):
+        return False
+    return all(model.healthy for model in registry)
 
 
 def is_live(app: web.Application) -> bool:

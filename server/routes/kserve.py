@@ -9,15 +9,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..embedding import TextEmbeddings, check_token_id_options, chunk_tensors, default_chunking, embed_texts
+from .. import kserve_infer
 from ..errors import ErrorKind, ServerError, invalid
-from ..options import CHUNKS
 from ..model import ServedModel
-from ..protocols import kserve
+from ..protocols import bounded_json, kserve
 from ..repository import model_config_json
-from ..state import CONFIG, REGISTRY
-from ..tokenizer import Tokenized
-from .common import json_response, render
+from ..state import CONFIG, METRICS, REGISTRY
+from .common import check_response_size, json_response, parse_body, render
 from .docs import server_version
 from .openai import timing_headers
 
@@ -35,10 +33,7 @@ async def _optional_json(request: web.Request) -> Any:
     raw = await request.read()
     if not raw.strip():
         return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"the request body is not valid JSON: {exc}") from None
+    return bounded_json.loads(raw, max_inputs=request.app[CONFIG].max_inputs)
 
 
 @routes.get("/v2")
@@ -54,8 +49,8 @@ async def all_stats(request: web.Request) -> web.Response:
 @routes.get(MODEL)
 @routes.get(VERSIONED)
 async def model_metadata(request: web.Request) -> web.Response:
-    info = _model(request).info
-    return json_response(kserve.model_metadata(info.name, [str(info.version)], info.dimension))
+    model = _model(request)
+    return json_response(kserve.model_metadata(model.info.name, [str(model.info.version)], model.entry.config))
 
 
 @routes.get(MODEL + "/ready")
@@ -82,39 +77,22 @@ async def model_stats(request: web.Request) -> web.Response:
     return json_response(kserve.stats([_model(request).stats.as_json()]))
 
 
-async def _embed(model: ServedModel, parsed: kserve.InferRequest, config, timeout_ms: int | None
-                 ) -> TextEmbeddings:
-    if parsed.texts is not None:
-        return await embed_texts(model, parsed.texts, parsed.options, config, timeout_ms=timeout_ms)
-    check_token_id_options(parsed.options)
-    sequences = kserve.sequences_from_ids(parsed.input_ids, parsed.attention_mask,  # type: ignore[arg-type]
-                                          vocab_size=model.tokenizer.vocab_size,
-                                          max_seq_length=model.info.max_seq_length)
-    result = await model.embed(Tokenized(sequences=sequences, truncated=0), timeout_ms=timeout_ms)
-    return TextEmbeddings(result, None)
-
-
-def _wants_chunks(parsed: kserve.InferRequest, config) -> bool:
-    """Whether the request embeds in windows with mode 'chunks' (the server's default applies to texts)."""
-    options = parsed.options
-    if parsed.texts is not None:
-        options = options.with_default_chunking(default_chunking(config))
-    return options.chunking is not None and options.chunking.mode == CHUNKS
-
-
 @routes.post(MODEL + "/infer")
 @routes.post(VERSIONED + "/infer")
 async def infer(request: web.Request) -> web.Response:
-    model, config = _model(request), request.app[CONFIG]
-    parsed = kserve.parse_infer_request(await request.read(), request.headers.get(kserve.HEADER_LENGTH),
-                                        model=model.info.name, max_inputs=config.max_inputs)
-    outputs = kserve.outputs_for(parsed, chunks=_wants_chunks(parsed, config))
-    embedded = await _embed(model, parsed, config, kserve.timeout_ms(parsed.timeout_us, config.request_timeout_ms))
-    result = embedded.result
-    extra = None if embedded.chunks is None else chunk_tensors(embedded.chunks, model.info.dimension)
+    model, config = _model(request), request.app[CONFIG]  # the body is already read (middleware)
+    header_length = request.headers.get(kserve.HEADER_LENGTH)
+    parsed = await parse_body(request, lambda raw: kserve.parse_infer_request(
+        raw, header_length, model=model.info.name, max_inputs=config.max_inputs,
+        max_input_chars=config.max_input_chars))
+    check_response_size(request, parsed.count * model.info.dimension,
+                        binary=all(output.binary for output in parsed.outputs))
+    inferred = await kserve_infer.infer(model, parsed, config)
+    check_response_size(request, inferred.floats, binary=all(output.binary for output in inferred.outputs))
+    result = inferred.result
     build = partial(kserve.build_infer_response, model=model.info.name, version=str(model.info.version),
-                    request_id=parsed.id, vectors=result.vectors, outputs=outputs, extra=extra)
-    body, header_length = await render(build, result.vectors.size + sum(a.size for a in (extra or {}).values()))
+                    request_id=parsed.id, vectors=result.vectors, outputs=inferred.outputs, extra=inferred.tensors)
+    body, header_length = await render(build, inferred.floats)
     headers = timing_headers(result)
     if header_length is None:
         return json_response(body, headers=headers)
@@ -136,9 +114,19 @@ async def _checked_control_request(request: web.Request) -> str:
     return request.match_info["model"]
 
 
+def _serving(request: web.Request, name: str) -> ServedModel | None:
+    try:
+        return request.app[REGISTRY].get(name)
+    except ServerError:
+        return None
+
+
 @routes.post("/v2/repository/models/{model}/load")
 async def load_model(request: web.Request) -> web.Response:
     name = await _checked_control_request(request)
+    old = _serving(request, name)
+    if old is not None:
+        request.app[METRICS].retire(old.stats)  # its counters live on in the new instance's
     await asyncio.shield(request.app[REGISTRY].load(name))
     return web.Response(status=200)
 
@@ -146,6 +134,9 @@ async def load_model(request: web.Request) -> web.Response:
 @routes.post("/v2/repository/models/{model}/unload")
 async def unload_model(request: web.Request) -> web.Response:
     name = await _checked_control_request(request)
+    old = _serving(request, name)
+    if old is not None:
+        request.app[METRICS].retire(old.stats)
     await asyncio.shield(request.app[REGISTRY].unload(name))
     return web.Response(status=200)
 

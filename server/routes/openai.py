@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..embedding import TextEmbeddings, embed_texts, embed_token_ids
+from ..embedding import TextEmbeddings, chunk_floats, embed_texts, embed_token_ids, estimated_chunk_floats
 from ..errors import invalid
 from ..model import Embeddings, ServedModel
 from ..protocols import openai
 from ..state import CONFIG, REGISTRY
-from .common import json_response, read_json, render
+from .common import check_response_size, json_of, json_response, parse_body, render
 
 routes = web.RouteTableDef()
 
@@ -32,13 +32,22 @@ async def _embed(model: ServedModel, request: openai.EmbeddingsRequest, config) 
 @routes.post("/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     config, registry = request.app[CONFIG], request.app[REGISTRY]
-    parsed = openai.parse_embeddings_request(await read_json(request), max_inputs=config.max_inputs)
-    model = registry.get(parsed.model) if parsed.model else registry.default()
+    parsed = await parse_body(request, lambda raw: openai.parse_embeddings_request(
+        json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
+
+    def pick() -> ServedModel:
+        return registry.get(parsed.model) if parsed.model else registry.default()
+
+    model = pick()
     if parsed.dimensions is not None and parsed.dimensions > model.info.dimension:
         raise invalid(f"'dimensions' must be at most {model.info.dimension} for model {model.info.name}",
                       "dimensions")
+    width, binary = parsed.dimensions or model.info.dimension, parsed.encoding_format == "base64"
+    check_response_size(request, parsed.count * width + estimated_chunk_floats(
+        parsed.texts, parsed.options, config, model.info.max_seq_length, width), binary=binary)
     embedded = await _embed(model, parsed, config)
     result = embedded.result
+    check_response_size(request, parsed.count * width + chunk_floats(embedded.chunks, width), binary=binary)
 
     def reduce(array):
         return openai.reduce_dimensions(array, parsed.dimensions, normalize=model.info.normalize)

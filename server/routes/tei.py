@@ -7,11 +7,11 @@ import asyncio
 from aiohttp import web
 
 from ..config import ServerConfig
-from ..embedding import embed_texts, embed_token_ids
+from ..embedding import chunk_floats, embed_texts, embed_token_ids, estimated_chunk_floats
 from ..model import INLINE_TOKENIZE_CHARS, Embeddings, ServedModel
 from ..protocols import tei
 from ..state import CONFIG, REGISTRY
-from .common import json_response, read_json, render
+from .common import check_response_size, json_of, json_response, parse_body, render
 from .docs import server_version
 
 routes = web.RouteTableDef()
@@ -28,9 +28,14 @@ def _headers(result: Embeddings) -> dict[str, str]:
 
 @routes.post("/embed")
 async def embed(request: web.Request) -> web.Response:
-    config, model = request.app[CONFIG], request.app[REGISTRY].default()
-    parsed = tei.parse_embed_request(await read_json(request), max_inputs=config.max_inputs,
-                                     dimension=model.info.dimension)
+    config, model = request.app[CONFIG], request.app[REGISTRY].default()  # the body is already read (middleware)
+    parsed = await parse_body(request, lambda raw: tei.parse_embed_request(
+        json_of(raw, config.max_inputs), max_inputs=config.max_inputs, dimension=model.info.dimension,
+        max_input_chars=config.max_input_chars))
+    width = parsed.dimensions or model.info.dimension
+    check_response_size(request, parsed.count * width + estimated_chunk_floats(
+        parsed.texts, parsed.options, config, model.info.max_seq_length, width))
+
     def too_long(count: int):
         return tei.too_long(count, model.info.max_seq_length)
 
@@ -41,6 +46,7 @@ async def embed(request: web.Request) -> web.Response:
         result, chunks = embedded.result, embedded.chunks
     else:
         result = await embed_token_ids(model, parsed.token_ids or [], parsed.options, on_truncated=on_truncated)
+    check_response_size(request, parsed.count * width + chunk_floats(chunks, width))
 
     def post(array):
         return tei.postprocess(array, dimensions=parsed.dimensions, normalize=parsed.normalize,
@@ -55,10 +61,13 @@ async def embed(request: web.Request) -> web.Response:
     return json_response(body, headers=_headers(result))
 
 
+
 @routes.post("/tokenize")
 async def tokenize(request: web.Request) -> web.Response:
-    config, model = request.app[CONFIG], request.app[REGISTRY].default()
-    parsed = tei.parse_tokenize_request(await read_json(request), max_inputs=config.max_inputs)
+    config = request.app[CONFIG]
+    parsed = await parse_body(request, lambda raw: tei.parse_tokenize_request(
+        json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
+    model = request.app[REGISTRY].default()
 
     def build() -> bytes:
         return tei.build_tokenize_response([tei.simple_tokens(text, model.tokenizer.tokens(text),

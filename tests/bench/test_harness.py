@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
 from benchmarks import corpus, report, targets
-from benchmarks.load import LoadSpec, request_bodies
+from benchmarks.load import LoadSpec, embeddings_in, request_bodies
 from benchmarks.soak import rss_verdict
 from benchmarks.stats import percentile, ratio, summarize
 
@@ -91,32 +92,60 @@ def _point(concurrency, texts_per_s, batch=1, **extra):
 def _run():
     return {
         "settings": {"concurrency": [1, 8, 64]},
-        "ceiling": {"best_texts_per_s": 300.0, "single_latency": {"p50_ms": 3.5}},
+        "ceiling": {
+            "best_texts_per_s": 300.0,
+            "layout": "1 thread(s) x 2 intra-op",
+            "best_by_layout": {"1 thread(s) x 2 intra-op": 290.0, "2 thread(s) x 1 intra-op": 300.0},
+            "single_latency": {"p50_ms": 3.5},
+        },
+        "second_model": {
+            "model": "all-mpnet-base-v2",
+            "corpus": {"texts": 500, "mean_tokens": 41.0, "truncated": 0},
+            "ceiling": {"best_texts_per_s": 50.0, "single_latency": {"p50_ms": 20.0}},
+        },
         "contenders": {
             "st-async": {"group": "article", "points": [_point(64, 50.0)], "peak_rss_mb": 600.0},
             "st-process": {"group": "article", "points": [_point(64, 60.0)], "peak_rss_mb": 1000.0},
+            "ort-minimal": {"group": "onnx", "points": [_point(1, 250.0, p50_ms=3.8)], "peak_rss_mb": 200.0},
             "infinity": {"group": "peer", "points": [_point(64, 90.0)], "peak_rss_mb": 900.0},
+            "triton": {"group": "peer", "points": [_point(64, 95.0)], "peak_rss_mb": 500.0},
             "ours": {
                 "group": "ours",
-                "points": [_point(1, 200.0), _point(64, 285.0, probe_p99_ms=6.0)],
+                "points": [_point(1, 200.0), _point(64, 275.0, probe_p99_ms=6.0)],
                 "peak_rss_mb": 300.0,
             },
+            "ours-tuned": {"group": "ours", "points": [_point(64, 290.0)], "peak_rss_mb": 320.0},
             "ours-int8": {"group": "ours", "points": [_point(64, 500.0)], "peak_rss_mb": 250.0},
+            "ours-mpnet": {
+                "group": "ours",
+                "points": [_point(1, 45.0, p50_ms=20.6), _point(64, 46.0)],
+                "peak_rss_mb": 700.0,
+            },
         },
     }
 
 
 def test_targets_compute_ratios_and_verdicts():
-    by_name = {t.name.split(": ", 1)[1]: t for t in targets.evaluate(_run())}
-    assert by_name["ours / best offline ceiling"].value == pytest.approx(0.95)
-    assert by_name["ours / best offline ceiling"].verdict == "PASS"
-    best_article = by_name["ours / best article design (st-process)"]
-    assert best_article.value == pytest.approx(4.75) and best_article.verdict == "PASS"
-    assert by_name["ours / Infinity"].value == pytest.approx(285 / 90)
-    assert by_name["int8 served / fp32 served"].value == pytest.approx(500 / 285)
+    evaluated = targets.evaluate(_run())
+    by_name = {t.name.split(": ", 1)[1]: t for t in evaluated if not t.name.startswith("all-mpnet")}
+    c1 = by_name["ours p50 - minimal ORT-in-handler server p50 (ort-minimal)"]
+    assert c1.value == pytest.approx(0.2) and c1.verdict == "PASS"
+    same = by_name["ours / best offline ceiling in the same layout (1 thread(s) x 2 intra-op)"]
+    assert same.value == pytest.approx(275 / 290) and same.verdict == "PASS"
+    any_layout = by_name["ours / best offline ceiling of any layout"]
+    assert any_layout.value == pytest.approx(275 / 300) and any_layout.verdict == "info"
+    tuned = by_name["ours tuned (N instances) / best offline ceiling of any layout"]
+    assert tuned.value == pytest.approx(290 / 300) and tuned.verdict == "PASS"
+    assert by_name["ours / Infinity"].value == pytest.approx(275 / 90)
+    triton = next(t for name, t in by_name.items() if name.startswith("ours / Triton"))
+    assert triton.value == pytest.approx(275 / 95) and triton.verdict == "info"
+    assert by_name["int8 served / fp32 served"].value == pytest.approx(500 / 275)
     assert by_name["probe p99 while ours is saturated"].verdict == "MISS"
-    assert by_name["ours p50 - ceiling single-text p50"].value == pytest.approx(0.5)
     assert by_name["ours / process-pool design"].value == pytest.approx(0.3)
+    mpnet = {t.name: t for t in evaluated if t.name.startswith("all-mpnet-base-v2")}
+    assert [t.value for t in mpnet.values()] == [pytest.approx(46 / 50), pytest.approx(0.6)]
+    assert [t.verdict for t in mpnet.values()] == ["PASS", "MISS"]
+    assert not any("article" in name for name in by_name), "issue 15 dropped the article-design target"
 
 
 def test_missing_contender_gives_not_applicable():
@@ -171,13 +200,14 @@ def test_markdown_report_has_every_section():
         "## Machine",
         "## Workload",
         "## Offline ceiling",
+        "## Second model: all-mpnet-base-v2",
         "## Served",
         "## Targets",
         "## Notes",
         "## Plot",
     ):
         assert heading in text
-    assert "| ours | c=64 | 285.0 |" in text
+    assert "| ours | c=64 | 275.0 |" in text
 
 
 def test_request_bodies_cover_the_corpus_once():
@@ -235,4 +265,29 @@ def test_ceiling_runs_every_batch_once_whatever_the_number_of_callers():
         ceiling.run_batched(encoder, texts, ceiling.sorted_chunks(8), callers)
         assert sorted(encoder.rows) == sorted(1 + k % 9 for k in range(100))
         assert len(encoder.threads) <= callers
-    assert [(layout.callers, layout.intra_op_threads) for layout in ceiling.layouts()][0][1] == 1
+    from server.session import available_cpus
+
+    default, *tuned = ceiling.layouts()
+    assert (default.callers, default.intra_op_threads) == (1, available_cpus()), "the server's default first"
+    assert all((t.callers, t.intra_op_threads) == (available_cpus(), 1) for t in tuned)
+
+
+def test_kserve_bodies_and_replies_for_triton():
+    spec = LoadSpec("http://x", "m", ["a", "b", "c"], [3, 4, 5], batch=2, concurrency=1, duration=1,
+                    max_requests=2, warmup=0, protocol="kserve")
+    body = json.loads(request_bodies(spec)[0][0])
+    assert body["inputs"] == [{"name": "TEXT", "shape": [2, 1], "datatype": "BYTES", "data": ["a", "b"]}]
+    output = {"name": "sentence_embedding", "datatype": "FP32", "shape": [2, 3], "data": [0.1] * 6}
+    reply = {"outputs": [output]}
+    assert embeddings_in(json.dumps(reply).encode(), "kserve") == 2
+    reply["outputs"][0]["data"] = [0.1] * 5
+    assert embeddings_in(json.dumps(reply).encode(), "kserve") == -1, "a short tensor is not two embeddings"
+
+
+def test_contender_commands_get_distinct_free_ports():
+    from benchmarks.contenders import fill_ports
+
+    command = ("x", "--http-port", "{port}", "--grpc-port", "{port2}", "--metrics-port", "{port3}")
+    filled = fill_ports(command, 8000)
+    assert filled[2] == "8000" and len({filled[2], filled[4], filled[6]}) == 3
+    assert fill_ports(("--port", "{port}"), 9) == ["--port", "9"]

@@ -31,6 +31,7 @@ ROUTES = {
 }
 INFER_ROUTE = re.compile(r"^/v2/models/[^/]+/infer$")
 SERVER_PORT = 8000
+GRPC_PORT = 8001  # the server's --grpc-port default (Triton's)
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 METRICS_PATH = "/metrics"

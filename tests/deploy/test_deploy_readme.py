@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .oes_deploy_helpers import DEFAULT_SHUTDOWN_GRACE_S, README, SERVER_PORT, expected_cuda_major, load_dockerfile, pinned, pyproject
+from .oes_deploy_helpers import DEFAULT_SHUTDOWN_GRACE_S, DOCKERIGNORE, README, SERVER_PORT, expected_cuda_major, load_dockerfile, pinned, pyproject
 
 TEXT = README.read_text()
 DF = load_dockerfile()
@@ -15,9 +15,15 @@ def test_build_commands_for_gpu_and_cpu():
     assert any("DEVICE" not in b for b in builds), "default (GPU) build"
     assert any("--build-arg DEVICE=cpu" in b for b in builds), "CPU build"
     assert "--build-arg MODEL=" in TEXT and "--build-arg MODEL_NAME=" in TEXT
-    # The int8 variant needs the STS-B data as a named build context (the export stage mounts it).
-    assert all("--build-context sts-data=" in b for b in builds)
-    assert "from=sts-data" in DF.text
+    # A default build needs no extra build context (the int8 gate's STS-B data ships in data/stsb).
+    assert not any("--build-context" in b for b in builds), builds
+
+
+def test_nothing_outside_the_repository_is_named():
+    outside = "shared" + "/"  # built from parts so that this file does not name such a folder itself
+    for text in (TEXT, DF.text, DOCKERIGNORE.read_text()):
+        assert "../" not in text and outside not in text
+        assert "--build-context" not in text.replace("no `--build-context`", "")
 
 
 def test_run_command_publishes_the_port_with_gpus_and_a_stop_timeout():

@@ -17,6 +17,7 @@ from .oes_deploy_helpers import (
     EXPORT_ONLY,
     READY_PATH,
     ROOT,
+    GRPC_PORT,
     SERVER_PORT,
     Instr,
     expected_cuda_major,
@@ -67,12 +68,14 @@ def test_hadolint_would_catch_a_bad_dockerfile():
 
 def test_stage_layout_export_is_never_the_final_stage():
     names = [s.name for s in DF.stages]
-    assert {"export", "runtime-gpu", "runtime-cpu", "runtime"} <= set(names), names
+    assert {"export", "runtime-gpu", "runtime-cpu", "installed", "runtime"} <= set(names), names
     assert DF.final.name == "runtime"
     assert DF.final.name != "export"
     assert names.index("export") < names.index("runtime")
-    # The final stage is built on the runtime base chosen by DEVICE, not on the export stage.
-    assert DF.final.base == "runtime-${DEVICE}"
+    # The final stage is built on the installed server, itself on the runtime base chosen by DEVICE, not on the
+    # export stage (`--target installed` builds the install set alone: the GPU stand-in check of make image-test).
+    assert DF.final.base == "installed"
+    assert DF.stage("installed").base == "runtime-${DEVICE}"
     assert all(s.name != "export" for s in DF.chain(DF.final))
 
 
@@ -119,7 +122,7 @@ def _mentions_export_only(text: str) -> list[str]:
 
 def test_runtime_stages_install_no_torch_transformers_optimum():
     runtime_chain = DF.chain(DF.final)
-    assert {s.name for s in runtime_chain} == {"runtime", "runtime-gpu", "runtime-cpu"}
+    assert {s.name for s in runtime_chain} == {"runtime", "installed", "runtime-gpu", "runtime-cpu"}
     for stage in runtime_chain:
         for instr in stage.all("RUN"):
             assert not _mentions_export_only(instr.args), f"{stage.name} line {instr.line}: {instr.args}"
@@ -129,11 +132,14 @@ def test_runtime_stages_install_no_torch_transformers_optimum():
 
 
 def test_runtime_installs_the_device_extra_and_verifies_it():
-    runs = " ".join(i.args for i in DF.final.all("RUN"))
+    installed = DF.stage("installed")
+    runs = " ".join(i.args for i in installed.all("RUN"))
     assert re.search(r'pip install [^&]*"\./\[\$\{DEVICE\}\]"', runs), runs
     assert 'verify_runtime.py --device "${DEVICE}"' in runs
     assert "python -m server --help" in runs
-    assert DF.final.all("ARG") and DF.final.all("ARG")[0].args.split("=")[0] == "DEVICE"
+    for stage in (installed, DF.final):
+        assert stage.all("ARG") and stage.all("ARG")[0].args.split("=")[0] == "DEVICE"
+    assert not DF.final.all("RUN"), "the final stage only adds the model repository and the container contract"
 
 
 def test_runtime_extras_of_pyproject_carry_no_export_packages():
@@ -151,9 +157,12 @@ def test_runtime_extras_of_pyproject_carry_no_export_packages():
 
 
 def test_runtime_chain_never_mounts_build_only_stages():
+    """Only the optional pip CA secret is mounted (never written to a layer); no stage or context is bound."""
     for stage in DF.chain(DF.final):
         for instr in stage.instructions:
-            assert "from=sts-data" not in instr.args and "--mount" not in instr.args, instr.args
+            mounts = re.findall(r"--mount=(\S+)", instr.args)
+            assert all(m == "type=secret,id=pip_ca" for m in mounts), instr.args
+            assert "from=" not in " ".join(mounts)
 
 
 def test_only_the_model_repository_is_copied_from_the_export_stage():
@@ -188,27 +197,22 @@ def _export_run() -> Instr:
 NAME = "all-MiniLM-L6-v2"
 
 
+STS = "--sts-data /src/data/stsb/sts-test.tsv"
+
+
 @pytest.mark.parametrize(
-    "device, sts, precisions, model, expect",
+    "device, precisions, model, expect",
     [
-        ("gpu", True, "", "", f"--name {NAME} --precision fp32 int8 fp16 --sts-data STS/sts-test.tsv"),
-        ("cpu", True, "", "", f"--name {NAME} --precision fp32 int8 --sts-data STS/sts-test.tsv"),
-        ("gpu", False, "", "", f"--name {NAME} --precision fp32 fp16"),
-        ("cpu", False, "", "", f"--name {NAME} --precision fp32"),
-        ("gpu", False, "fp32 fp16", "org/m", f"--name {NAME} --precision fp32 fp16 --model org/m"),
-        ("cpu", False, "fp32 int8", "", f"--name {NAME} --precision fp32 int8"),  # export itself then fails
+        ("gpu", "", "", f"--name {NAME} --precision fp32 int8 fp16 {STS}"),
+        ("cpu", "", "", f"--name {NAME} --precision fp32 int8 {STS}"),
+        ("gpu", "fp32 fp16", "org/m", f"--name {NAME} --precision fp32 fp16 --model org/m {STS}"),
+        ("cpu", "fp32", "", f"--name {NAME} --precision fp32 {STS}"),
     ],
 )
-def test_export_stage_runs_python_m_export(tmp_path, device, sts, precisions, model, expect):
-    """The export RUN executed by bash (pip/python stubbed), for each DEVICE / sts-data / PRECISIONS / MODEL."""
+def test_export_stage_runs_python_m_export(tmp_path, device, precisions, model, expect):
+    """The export RUN executed by bash (pip/python stubbed), for each DEVICE / PRECISIONS / MODEL: int8 is in
+    by default because the STS-B data it is gated on ships in the repository (data/stsb, copied in)."""
     run = _export_run()
-    mount = re.search(r"--mount=type=bind,from=sts-data,target=(\S+)", run.args)
-    assert mount, "the STS-B data comes from the optional sts-data build context"
-    sts_dir = tmp_path / "sts"
-    sts_dir.mkdir()
-    if sts:
-        (sts_dir / "sts-test.tsv").write_text("x\n")
-    script = run.script().replace(mount.group(1) + "/", f"{sts_dir}/")
     env = {
         "DEVICE": device,
         "PRECISIONS": precisions,
@@ -216,8 +220,8 @@ def test_export_stage_runs_python_m_export(tmp_path, device, sts, precisions, mo
         "MODEL_NAME": DF.global_args["MODEL_NAME"],
         "LOG": str(tmp_path / "calls"),
     }
-    calls = _bash_stub_run(script, env)
-    assert calls == [f"-m export --repository /models {expect}".replace("STS", str(sts_dir))], calls
+    calls = _bash_stub_run(run.script(), env)
+    assert calls == [f"-m export --repository /models {expect}"], calls
 
 
 def test_export_stage_defaults():
@@ -225,19 +229,95 @@ def test_export_stage_defaults():
     args = {i.args.split("=")[0]: i.args for i in DF.stage("export").all("ARG")}
     assert args["MODEL"] == 'MODEL=""'
     assert args["MODEL_NAME"] == "MODEL_NAME"  # the global default
-    assert DF.stage("sts-data").base == "scratch", "empty unless --build-context sts-data=... is given"
+    # The STS-B data comes from the repository: no named build context, no stage standing in for one.
+    assert "sts-data" not in [s.name for s in DF.stages]
+    copies = [i.args.split() for i in DF.stage("export").all("COPY")]
+    assert ["data/stsb/", "data/stsb/"] in copies, copies
+    assert (ROOT / "data" / "stsb" / "sts-test.tsv").is_file()
+    assert "/src/data/stsb/sts-test.tsv" in _export_run().args
 
 
-def test_export_stage_installs_the_pinned_cpu_torch():
-    run = next(i.args for i in DF.stage("export").all("RUN") if "tomllib" in i.args)
-    code = re.search(r"python -c '([^']*)'", run).group(1)
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+def _deps_run() -> Instr:
+    runs = [i for i in DF.stage("export").all("RUN") if "tomllib" in i.args]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def _run_torch_install(tmp_path: Path, index_url: str, find_links: str, nvidia: bool = False) -> tuple[int, list[str], str]:
+    """The export stage's dependency RUN executed by bash in tmp_path: the real `python -c` reading pyproject's
+    torch pin, pip recorded, the installed distributions faked (`nvidia`: a CUDA torch came along)."""
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    log = tmp_path / "pip"
+    log.write_text("")
+    torch_txt = tmp_path / "torch.txt"
+    script = _deps_run().script().replace("/tmp/torch.txt", str(torch_txt))
+    # `python -m venv` is recorded; `python -c` runs for real, the CUDA check against faked distributions.
+    stub = (
+        'pip() { printf "%s\\n" "$*" >> "$LOG"; }; '
+        'python() { if [ "$1" = "-c" ]; then "$REALPY" -c "import importlib.metadata as m, types; '
+        'm.distributions = lambda: [types.SimpleNamespace(metadata={\'Name\': n}) for n in $DISTS]; exec(open(0).read())" <<< "$2"; '
+        'else printf "python %s\\n" "$*" >> "$LOG"; fi; }; '
+    )
+    dists = '["torch", "nvidia-cublas-cu13"]' if nvidia else '["torch", "sympy"]'
+    env = {**os.environ, "LOG": str(log), "REALPY": sys.executable, "DISTS": dists,
+           "TORCH_INDEX_URL": index_url, "TORCH_FIND_LINKS": find_links}
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", stub + script], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    return r.returncode, log.read_text().splitlines(), r.stderr
+
+
+def test_export_stage_installs_the_pinned_cpu_torch(tmp_path):
     torch_pin = pinned(pyproject()["project"]["optional-dependencies"]["export"], "torch")
-    assert r.stdout.strip().replace(" ", "") == f"torch=={torch_pin}"
-    assert '--index-url "${TORCH_INDEX_URL}"' in run
     args = dict(i.args.split("=", 1) for i in DF.stage("export").all("ARG") if "=" in i.args)
     assert args["TORCH_INDEX_URL"].endswith("/whl/cpu"), "CPU-only torch: no CUDA wheels in the export stage"
+    assert args["TORCH_FIND_LINKS"] == '""'
+    rc, calls, err = _run_torch_install(tmp_path, args["TORCH_INDEX_URL"], "")
+    assert rc == 0, err
+    assert (tmp_path / "torch.txt").read_text().strip().replace(" ", "") == f"torch=={torch_pin}"
+    torch_txt = tmp_path / "torch.txt"
+    assert calls == [
+        "python -m venv /opt/export",
+        f"install --no-cache-dir --index-url {args['TORCH_INDEX_URL']} --requirement {torch_txt}",
+        "install --no-cache-dir ./[cpu,export]",
+    ], calls
+
+
+def test_torch_find_links_feeds_a_local_cpu_wheel_and_pypi_the_rest(tmp_path):
+    """TORCH_FIND_LINKS (make image-test's loopback wheel server) replaces the CPU index: pip keeps PyPI for
+    torch's own dependencies, which an index holding only torch could not resolve."""
+    rc, calls, err = _run_torch_install(tmp_path, "https://download.pytorch.org/whl/cpu", "http://127.0.0.1:9/")
+    assert rc == 0, err
+    assert calls[1] == f"install --no-cache-dir --find-links http://127.0.0.1:9/ --requirement {tmp_path / 'torch.txt'}"
+    assert "--index-url" not in " ".join(calls)
+
+
+def test_a_cpu_torch_source_that_yields_cuda_torch_fails_the_build(tmp_path):
+    rc, _, err = _run_torch_install(tmp_path, "https://download.pytorch.org/whl/cpu", "", nvidia=True)
+    assert rc != 0 and "CUDA torch from a CPU torch source" in err and "nvidia-cublas-cu13" in err
+
+
+def test_empty_torch_sources_take_pypis_torch_with_the_rest(tmp_path):
+    rc, calls, err = _run_torch_install(tmp_path, "", "", nvidia=True)
+    assert rc == 0, err
+    assert calls == ["python -m venv /opt/export", "install --no-cache-dir ./[cpu,export]"]
+
+
+def test_every_pip_run_trusts_the_optional_pip_ca_secret(tmp_path):
+    """Each RUN that calls pip mounts the `pip_ca` secret and points PIP_CERT at it only when it was given."""
+    pip_runs = [i for s in DF.stages for i in s.all("RUN") if re.search(r"\bpip install\b", i.args)]
+    assert len(pip_runs) == 4, [i.line for i in pip_runs]
+    for instr in pip_runs:
+        assert "--mount=type=secret,id=pip_ca" in instr.args, instr.line
+        prefix = instr.script().split("&&", 1)[0]
+        for present in (True, False):
+            secret = tmp_path / "pip_ca"
+            secret.unlink(missing_ok=True)
+            if present:
+                secret.write_text("CA")
+            script = prefix.replace("/run/secrets/pip_ca", str(secret)) + '&& printf "%s" "${PIP_CERT-unset}"'
+            r = subprocess.run(["bash", "-c", script], env={k: v for k, v in os.environ.items() if k != "PIP_CERT"},
+                               capture_output=True, text=True)
+            assert r.returncode == 0 and r.stdout == (str(secret) if present else "unset"), (instr.line, r)
 
 
 def test_every_run_is_valid_bash():
@@ -257,13 +337,14 @@ def test_user_is_not_root():
     assert uid not in ("root", "0") and gid not in ("root", "0")
     assert uid.isdigit() and int(uid) >= 1000, "numeric uid so Kubernetes runAsNonRoot can verify it"
     # The USER comes after every RUN (nothing runs as root after it, nothing is left running as root).
-    assert user.line > max(i.line for i in DF.final.all("RUN"))
-    assert f"--uid {uid}" in " ".join(i.args for i in DF.final.all("RUN"))
+    runs = [i for s in DF.chain(DF.final) for i in s.all("RUN")]
+    assert user.line > max(i.line for i in runs)
+    assert f"--uid {uid}" in " ".join(i.args for i in DF.stage("installed").all("RUN"))
 
 
 def test_expose_matches_the_server_port_and_env():
     exposed = [p.split("/")[0] for i in DF.final.all("EXPOSE") for p in i.args.split()]
-    assert exposed == [str(SERVER_PORT)]
+    assert exposed == [str(SERVER_PORT), str(GRPC_PORT)]
     for device in ("gpu", "cpu"):
         env = DF.image_env(device)
         assert env["OES_PORT"] == str(SERVER_PORT)

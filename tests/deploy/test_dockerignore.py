@@ -48,10 +48,11 @@ def _copy_sources() -> list[str]:
 
 def test_every_copy_source_reaches_the_build():
     sources = _copy_sources()
-    assert {"pyproject.toml", "server/", "export/", "deploy/docker/verify_runtime.py"} <= set(sources), sources
+    assert {"pyproject.toml", "server/", "export/", "data/stsb/", "deploy/docker/verify_runtime.py"} <= set(sources), sources
     for src in sources:
         if src.endswith("/"):
-            files = [p for p in glob.glob(str(ROOT / src / "**" / "*.py"), recursive=True) if "__pycache__" not in p]
+            files = [p for p in glob.glob(str(ROOT / src / "**" / "*"), recursive=True)
+                     if Path(p).is_file() and "__pycache__" not in p]
             # Folders still being written by others may be empty: check a file they will hold.
             samples = [str(Path(p).relative_to(ROOT)) for p in files] or [src + "__init__.py"]
         elif any(c in src for c in "*?["):

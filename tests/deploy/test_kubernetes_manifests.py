@@ -15,6 +15,7 @@ from .oes_deploy_helpers import (
     METRICS_PATH,
     OES_ENV,
     READY_PATH,
+    GRPC_PORT,
     SERVER_PORT,
     env_map,
     is_server_route,
@@ -78,9 +79,9 @@ def test_the_validator_rejects_a_broken_deployment():
 
 def test_container_port_is_the_server_port_and_the_image_expose():
     ports = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
-    assert ports == {"http": SERVER_PORT}
+    assert ports == {"http": SERVER_PORT, "grpc": GRPC_PORT}
     exposed = [int(p.split("/")[0]) for i in load_dockerfile().final.all("EXPOSE") for p in i.args.split()]
-    assert exposed == [SERVER_PORT]
+    assert exposed == [SERVER_PORT, GRPC_PORT]
     args = CONTAINER.get("args", [])
     if "--port" in args:
         assert int(args[args.index("--port") + 1]) == SERVER_PORT
@@ -215,11 +216,13 @@ def test_selectors_match_the_pods():
     assert not _selects({"app.kubernetes.io/name": "something-else"}, labels)
 
 
-def test_service_targets_the_server_port():
-    ports = one(K8S, "Service")["spec"]["ports"]
-    assert len(ports) == 1
-    assert ports[0]["port"] == SERVER_PORT
-    assert resolve_port(ports[0]["targetPort"], CONTAINER) == SERVER_PORT
+def test_service_targets_the_server_ports():
+    ports = {p["name"]: p for p in one(K8S, "Service")["spec"]["ports"]}
+    assert set(ports) == {"http", "grpc"}
+    assert ports["http"]["port"] == SERVER_PORT
+    assert resolve_port(ports["http"]["targetPort"], CONTAINER) == SERVER_PORT
+    assert ports["grpc"]["port"] == GRPC_PORT and ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"
+    assert resolve_port(ports["grpc"]["targetPort"], CONTAINER) == GRPC_PORT
 
 
 def test_hpa_scales_this_deployment():

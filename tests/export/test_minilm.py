@@ -93,8 +93,9 @@ def test_published_tokenizer_truncates_at_256_and_pads_to_the_longest(minilm_rep
 def expected_config(name: str, precision: str) -> ModelConfig:
     text = f"""
         name: "{name}" platform: "onnxruntime_onnx" backend: "onnxruntime" max_batch_size: 64
-        input {{ name: "input_ids" data_type: TYPE_INT64 dims: -1 }}
-        input {{ name: "attention_mask" data_type: TYPE_INT64 dims: -1 }}
+        input {{ name: "TEXT" data_type: TYPE_STRING dims: 1 }}
+        input {{ name: "input_ids" data_type: TYPE_INT64 dims: -1 optional: true }}
+        input {{ name: "attention_mask" data_type: TYPE_INT64 dims: -1 optional: true }}
         output {{ name: "sentence_embedding" data_type: TYPE_FP32 dims: 384 }}
         output {{ name: "chunk_embedding" data_type: TYPE_FP32 dims: [-1, 384] }}
         output {{ name: "chunk_count" data_type: TYPE_INT64 dims: 1 reshape {{ }} }}

@@ -15,7 +15,7 @@ from export import publish, source, verify
 from export import tokenizer as tok
 from export.config import FP16, FP32, INT8, model_name
 from export.errors import InputError
-from server.repository import CONFIG_FILE, MODEL_FILE, ModelConfig, read_model_config
+from server.repository import CONFIG_FILE, MODEL_FILE, ModelConfig, model_config_pb2, read_model_config
 
 from .tiny_models import minilm_path
 
@@ -59,7 +59,9 @@ def test_model_config_for_each_precision_round_trips(tmp_path):
         assert read == config
         assert text_format.Parse(text_format.MessageToString(read), ModelConfig()) == read
         assert read.instance_group[0].kind == read.instance_group[0].Kind.Value(kind)
-        assert [i.name for i in read.input] == ["input_ids", "attention_mask", "token_type_ids"]
+        assert [(i.name, i.optional) for i in read.input] == [
+            ("TEXT", False), ("input_ids", True), ("attention_mask", True), ("token_type_ids", True)]
+        assert read.input[0].data_type == model_config_pb2.TYPE_STRING and list(read.input[0].dims) == [1]
         assert read.parameters["precision"].string_value == precision
     assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_FILE]
 

@@ -1,12 +1,16 @@
 """`python -m tests.integration.faulty_server`: the real server, with sessions that fail on marker token ids.
 
 Token id FAIL_ID in a batch makes that model run raise (a failed batch); DIE_ID kills the inference
-thread outright. Clients reach them through OpenAI's token-id input.
+thread outright; SLOW_ID holds the run until the file named by $FAULTY_GATE exists (at most 120 s). Clients
+reach them through OpenAI's token-id input.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +19,7 @@ from server.__main__ import main
 
 FAIL_ID = 1
 DIE_ID = 2
+SLOW_ID = 3
 
 
 class ThreadKiller(BaseException):
@@ -32,6 +37,10 @@ class FaultySession:
         ids = feeds["input_ids"]
         if np.any(ids == DIE_ID):
             raise ThreadKiller("injected thread death")
+        if np.any(ids == SLOW_ID):
+            gate, deadline = Path(os.environ.get("FAULTY_GATE", "/nonexistent")), time.monotonic() + 120
+            while not gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
         if np.any(ids == FAIL_ID):
             raise RuntimeError("injected inference fault: secret internal detail")
         return self._inner.run(output_names, feeds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -43,6 +44,13 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def grpc_port(self) -> int:
+        """The gRPC port the server logged (tests start it with --grpc-port 0)."""
+        found = re.search(r"gRPC: listening on [^\s]+:(\d+)", self.log())
+        assert found, f"the server logged no gRPC port\n{self.log()[-3000:]}"
+        return int(found.group(1))
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -59,6 +67,8 @@ class ServerProcess:
 
 def launch(args: list[str], env: dict[str, str] | None = None, module: str = "server") -> ServerProcess:
     port = free_port()
+    if not any(arg.startswith("--grpc") for arg in args):
+        args = [*args, "--grpc-port", "0"]  # never Triton's fixed 8001: servers of parallel tests would clash
     log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     process = subprocess.Popen(

@@ -1,4 +1,5 @@
-"""The event loop stays free while the model works: 64 concurrent requests, a cheap endpoint probed throughout.
+"""The event loop stays free while the model works: 64 concurrent requests (HTTP and gRPC, sharing batches), a
+cheap endpoint probed throughout.
 
 The server runs in this process on a real loopback socket so that asyncio's debug mode sees every
 callback: one that holds the loop longer than SLOW_CALLBACK_S fails the test, and blockbuster fails
@@ -15,10 +16,12 @@ import numpy as np
 import pytest
 from aiohttp import ClientSession, TCPConnector
 from aiohttp.test_utils import TestServer
+import tritonclient.grpc.aio as grpcaio
 from blockbuster import blockbuster_ctx
 
 from server.app import create_app
 from server.config import ServerConfig
+from server.grpc_server import GRPC
 from server.state import REGISTRY
 
 MODEL = "all-MiniLM-L6-v2"
@@ -38,7 +41,8 @@ class SlowCallbacks(logging.Handler):
 @pytest.fixture
 async def app_server(minilm_repository):
     loop = asyncio.get_running_loop()
-    app = create_app(ServerConfig(model_repository=minilm_repository, models=(MODEL,)), exit_on_fatal=False)
+    config = ServerConfig(model_repository=minilm_repository, models=(MODEL,), grpc_port=0)
+    app = create_app(config, exit_on_fatal=False)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     loop.set_debug(True)
@@ -55,12 +59,20 @@ async def test_64_concurrent_requests_are_batched_and_the_loop_never_blocks(app_
     probe_latencies: list[float] = []
     url = str(app_server.make_url(""))
 
-    async with ClientSession(connector=TCPConnector(limit=0)) as session, ClientSession() as probe_session:
+    grpc_url = f"127.0.0.1:{app_server.app[GRPC].port}"
+    async with ClientSession(connector=TCPConnector(limit=0)) as session, ClientSession() as probe_session, \
+            grpcaio.InferenceServerClient(grpc_url) as grpc_client:
+        assert await grpc_client.is_server_ready()  # channel connected before the load
         async def embed(text: str) -> list[float]:
             async with session.post(url + "/v1/embeddings", json={"model": MODEL, "input": text,
                                                                    "encoding_format": "float"}) as response:
                 assert response.status == 200, await response.text()
                 return (await response.json())["data"][0]["embedding"]
+
+        async def embed_grpc(text: str) -> list[float]:
+            tensor = grpcaio.InferInput("TEXT", [1, 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[text]], dtype=object))
+            return (await grpc_client.infer(MODEL, [tensor])).as_numpy("sentence_embedding")[0].tolist()
 
         async def probe(stop: asyncio.Event) -> None:
             while not stop.is_set():
@@ -76,7 +88,8 @@ async def test_64_concurrent_requests_are_batched_and_the_loop_never_blocks(app_
         try:
             with blockbuster_ctx(["server"]):
                 prober = asyncio.create_task(probe(stop))
-                vectors = await asyncio.wait_for(asyncio.gather(*(embed(t) for t in texts)), 120)
+                vectors = await asyncio.wait_for(asyncio.gather(*(embed(t) for t in texts[:48]),
+                                                                *(embed_grpc(t) for t in texts[48:])), 120)
                 stop.set()
                 await prober
         finally:

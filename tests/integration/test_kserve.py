@@ -77,6 +77,15 @@ def test_health_and_readiness(client):
     assert not client.is_model_ready("no-such-model") and not client.is_model_ready(MODEL, "2")
 
 
+def assert_metadata_matches_config(metadata: dict, config: dict) -> None:
+    """Triton's rule: metadata lists the config's inputs and outputs, shape = [-1] + dims when batching."""
+    batch = [-1] if config["max_batch_size"] > 0 else []
+    for key, config_key in (("inputs", "input"), ("outputs", "output")):
+        expected = [(t["name"], "BYTES" if t["data_type"] == "TYPE_STRING" else t["data_type"][5:],
+                     batch + t["dims"]) for t in config[config_key]]
+        assert [(t["name"], t["datatype"], t["shape"]) for t in metadata[key]] == expected
+
+
 def test_server_and_model_metadata(client):
     server = client.get_server_metadata()
     assert server["name"] == "onnx-embedding-server" and server["version"]
@@ -87,9 +96,13 @@ def test_server_and_model_metadata(client):
         assert metadata["name"] == MODEL and metadata["versions"] == ["1"]
         assert metadata["platform"] == "onnxruntime_onnx"
         inputs = {i["name"]: (i["datatype"], i["shape"]) for i in metadata["inputs"]}
-        assert inputs == {"TEXT": ("BYTES", [-1]), "input_ids": ("INT64", [-1, -1]),
+        assert inputs == {"TEXT": ("BYTES", [-1, 1]), "input_ids": ("INT64", [-1, -1]),
                           "attention_mask": ("INT64", [-1, -1])}
-        assert metadata["outputs"] == [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, 384]}]
+        assert metadata["outputs"] == [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, 384]},
+                                       {"name": "chunk_embedding", "datatype": "FP32", "shape": [-1, -1, 384]},
+                                       {"name": "chunk_count", "datatype": "INT64", "shape": [-1, 1]},
+                                       {"name": "chunk_span", "datatype": "INT64", "shape": [-1, -1, 2]}]
+        assert_metadata_matches_config(metadata, client.get_model_config(MODEL, version))
     with pytest.raises(InferenceServerException) as info:
         client.get_model_metadata("no-such-model")
     assert info.value.status() == "404" and "no-such-model" in info.value.message()
@@ -99,7 +112,8 @@ def test_model_config_is_the_repository_config(client, minilm_repository):
     config = client.get_model_config(MODEL)
     assert config["name"] == MODEL and config["platform"] == "onnxruntime_onnx"
     assert config["max_batch_size"] > 0
-    assert [i["name"] for i in config["input"]] == ["input_ids", "attention_mask"]
+    assert [(i["name"], i["optional"]) for i in config["input"]] == [
+        ("TEXT", False), ("input_ids", True), ("attention_mask", True)]
     assert [o["name"] for o in config["output"]] == [OUTPUT, "chunk_embedding", "chunk_count", "chunk_span"]
     assert config["parameters"]["max_seq_length"] == {"string_value": "256"}
     assert client.get_model_config(MODEL, "1") == config
@@ -107,7 +121,40 @@ def test_model_config_is_the_repository_config(client, minilm_repository):
 
 def test_model_config_dims_are_numbers(client):
     config = client.get_model_config(MODEL)
-    assert config["output"][0]["dims"] == [384] and config["input"][0]["dims"] == [-1]
+    assert config["output"][0]["dims"] == [384] and config["input"][0]["dims"] == [1]
+    assert config["input"][1]["dims"] == [-1] and config["input"][0]["data_type"] == "TYPE_STRING"
+
+
+LEGACY_INPUTS = """input {
+  name: "input_ids"
+  data_type: TYPE_INT64
+  dims: -1
+}
+input {
+  name: "attention_mask"
+  data_type: TYPE_INT64
+  dims: -1
+}
+"""
+
+
+def test_a_repository_exported_before_text_was_listed_is_served_conforming(tmp_path, minilm_repository):
+    target = link_model(minilm_repository, tmp_path, MODEL)
+    text = (target / "config.pbtxt").read_text()
+    start, end = text.index("input {"), text.index("output {")
+    (target / "config.pbtxt").write_text(text[:start] + LEGACY_INPUTS + text[end:])
+    assert "TEXT" not in (target / "config.pbtxt").read_text()
+    server = start_server(tmp_path)
+    try:
+        with httpclient.InferenceServerClient(host(server)) as legacy:
+            config = legacy.get_model_config(MODEL)
+            assert [(i["name"], i["optional"]) for i in config["input"]] == [
+                ("TEXT", False), ("input_ids", True), ("attention_mask", True)]
+            assert_metadata_matches_config(legacy.get_model_metadata(MODEL), config)
+            result = legacy.infer(MODEL, [text_input(["hello"], shape=(1, 1))])
+            assert result.as_numpy(OUTPUT).shape == (1, 384)
+    finally:
+        assert server.stop() == 0
 
 
 @pytest.mark.parametrize("binary_in", [True, False])
@@ -265,7 +312,7 @@ def test_unsupported_and_wrong_method_routes(client, minilm_server):
 def control_server(tmp_path_factory, minilm_repository):
     repository = tmp_path_factory.mktemp("control-repo")
     link_model(minilm_repository, repository, MODEL)
-    server = start_server(repository, "--max-batch-size", "8")
+    server = start_server(repository, "--max-batch-size", "8", "--model-control", "true")
     yield server
     assert server.stop() == 0
 

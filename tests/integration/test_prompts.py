@@ -8,14 +8,18 @@ served by a real server process.
 from __future__ import annotations
 
 import base64
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import openai
 import pytest
 import requests
 import torch
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from sentence_transformers import SentenceTransformer
+from tritonclient.utils import InferenceServerException
 
 from export.config import FP32, ExportConfig
 from export.pipeline import run
@@ -321,7 +325,7 @@ def test_kserve_chunk_outputs_follow_the_batch_rule(server, st):
         ("sentence_embedding", True), ("chunk_embedding", True), ("chunk_count", False), ("chunk_span", True))]
     result = client.infer(MODEL, [text], outputs=outputs, parameters={"chunking": "chunks", "chunk_overlap": 32})
     counts = result.as_numpy("chunk_count")
-    assert counts.dtype == np.int64 and counts.tolist() == [len(spans), 1]
+    assert counts.dtype == np.int64 and counts.tolist() == [[len(spans)], [1]]  # dims [1]: [n, 1]
     chunk_vectors, chunk_spans = result.as_numpy("chunk_embedding"), result.as_numpy("chunk_span")
     assert chunk_vectors.shape == (2, len(spans), 384) and chunk_spans.shape == (2, len(spans), 2)
     assert cosines(chunk_vectors[0], vectors).min() >= 0.99999
@@ -330,10 +334,60 @@ def test_kserve_chunk_outputs_follow_the_batch_rule(server, st):
     assert cosines(result.as_numpy("sentence_embedding")[:1], mean).min() >= 0.99999
 
     defaults = client.infer(MODEL, [text], parameters={"chunking": "chunks"})  # no outputs named: all of them
-    assert defaults.as_numpy("chunk_count").tolist() == [len(spans), 1]
+    assert defaults.as_numpy("chunk_count").tolist() == [[len(spans)], [1]]
     mean_only = client.infer(MODEL, [text], parameters={"chunking": "mean"})
     assert mean_only.as_numpy("chunk_count") is None
     assert cosines(mean_only.as_numpy("sentence_embedding")[:1], mean).min() >= 0.99999
+
+
+def test_kserve_grpc_takes_the_same_parameters_and_returns_chunk_outputs_raw(server):
+    """KServe over gRPC: request parameters -> the same options as HTTP; chunk outputs in raw_output_contents."""
+    texts = np.array([LONG.encode(), b"short"], dtype=object)
+    http_client = httpclient.InferenceServerClient(f"127.0.0.1:{server.port}")
+    http_text = httpclient.InferInput("TEXT", [2], "BYTES")
+    http_text.set_data_from_numpy(texts)
+    parameters = {"prompt_name": "passage", "chunking": "chunks", "chunk_overlap": 16}
+    over_http = http_client.infer(MODEL, [http_text], parameters=parameters)
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}") as client:
+        grpc_text = grpcclient.InferInput("TEXT", [2], "BYTES")
+        grpc_text.set_data_from_numpy(texts)
+        over_grpc = client.infer(MODEL, [grpc_text], parameters=parameters)  # no outputs named: all four
+        assert {o.name for o in over_grpc.get_response().outputs} == {
+            "sentence_embedding", "chunk_embedding", "chunk_count", "chunk_span"}
+        assert not any(o.HasField("contents") for o in over_grpc.get_response().outputs)
+        for name in ("chunk_count", "chunk_span"):
+            assert over_grpc.as_numpy(name).tolist() == over_http.as_numpy(name).tolist()
+        assert over_grpc.as_numpy("chunk_count")[0, 0] > 1
+        for name in ("sentence_embedding", "chunk_embedding"):
+            assert np.allclose(over_grpc.as_numpy(name), over_http.as_numpy(name), atol=1e-6)
+        with pytest.raises(InferenceServerException, match="'chunking' must be a string"):
+            client.infer(MODEL, [grpc_text], parameters={"chunking": 3})
+
+
+def test_a_chunked_request_holds_its_windows_in_the_token_budget(repository):
+    """Chunk windows go through the model's admission: while a chunked request is queued or computing, its
+    windows' tokens are reserved (--max-queue-tokens), so even a tiny request is refused; after, admitted."""
+    process = start_server(repository, "--max-queue-tokens", "4096", "--max-inputs", "2048", "--models", MODEL)
+    try:
+        body = {"model": MODEL, "input": [LONG + f" {i}" for i in range(120)], "chunking": {"mode": "mean"}}
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(requests.post, process.url + "/v1/embeddings", json=body, timeout=600)
+            deadline = time.monotonic() + 60
+            while pending(process) == 0 and not first.done() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not first.done(), "the chunked request finished before it could be observed in flight"
+            small = post(process, "/v1/embeddings", {"model": MODEL, "input": "hi"})
+            assert small.status_code == 429 and small.headers["Retry-After"] == "1", small.text
+            assert first.result().status_code == 200 and len(first.result().json()["data"]) == 120
+        assert post(process, "/v1/embeddings", {"model": MODEL, "input": "hi"}).status_code == 200  # released
+    finally:
+        assert process.stop() == 0
+
+
+def pending(process) -> float:
+    text = requests.get(process.url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("nv_inference_pending_request_count{"))
 
 
 def test_chunking_counts_windows_against_max_inputs(server):
@@ -342,17 +396,27 @@ def test_chunking_counts_windows_against_max_inputs(server):
     overlap = post(server, "/v1/embeddings", {"model": MODEL, "input": LONG,
                                               "chunking": {"mode": "mean", "overlap": 400}})
     assert overlap.status_code == 400 and "overlap" in overlap.json()["error"]["message"]
-    outputs = post(server, f"/v2/models/{MODEL}/infer", {
-        "inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": ["x"]}],
-        "outputs": [{"name": "chunk_count"}]})
-    assert outputs.status_code == 400 and "chunking" in outputs.json()["error"]
+    assert requests.get(server.url + "/v2/health/ready", timeout=10).status_code == 200
+
+
+def test_chunk_outputs_without_chunking_describe_each_input_as_one_chunk(server):
+    """A generic Triton client (perf_analyzer) names every output the metadata lists, without chunking."""
+    answer = post(server, f"/v2/models/{MODEL}/infer", {
+        "inputs": [{"name": "TEXT", "shape": [2], "datatype": "BYTES", "data": ["x", "hello"]}],
+        "outputs": [{"name": "sentence_embedding"}, {"name": "chunk_count"}, {"name": "chunk_span"},
+                    {"name": "chunk_embedding"}]})
+    assert answer.status_code == 200, answer.text
+    outputs = {o["name"]: o for o in answer.json()["outputs"]}
+    assert outputs["chunk_count"]["shape"] == [2, 1] and outputs["chunk_count"]["data"] == [1, 1]
+    assert outputs["chunk_span"]["shape"] == [2, 1, 2] and outputs["chunk_span"]["data"] == [0, 1, 0, 5]
+    assert outputs["chunk_embedding"]["data"] == outputs["sentence_embedding"]["data"]
     assert requests.get(server.url + "/v2/health/ready", timeout=10).status_code == 200
 
 
 def test_the_character_cap_is_checked_on_every_api(server):
     text = "x" * 20001  # the server runs with --max-input-chars 20000
     openai_error = post(server, "/v1/embeddings", {"model": MODEL, "input": ["ok", text]})
-    assert openai_error.status_code == 400 and "--max-input-chars" in openai_error.json()["error"]["message"]
+    assert openai_error.status_code == 400 and "at most 20000 are allowed" in openai_error.json()["error"]["message"]
     assert post(server, "/embed", {"inputs": text, "chunking": "mean"}).status_code == 422
     kserve_error = post(server, f"/v2/models/{MODEL}/infer", {
         "inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": [text]}]})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from server import kserve_infer
 from server.embedding import ChunkSet, chunk_tensors
 from server.errors import ServerError
 from server.options import Chunking
@@ -30,15 +31,25 @@ def test_parameters_become_embedding_options():
         request({"input_type": "query"})
 
 
-def test_chunk_outputs_need_chunks_and_come_by_default_with_it():
+def test_chunk_outputs_come_by_default_with_chunks_and_whenever_named():
     plain = request()
     assert [o.name for o in kserve.outputs_for(plain, chunks=False)] == ["sentence_embedding"]
     assert [o.name for o in kserve.outputs_for(plain, chunks=True)] == [
         "sentence_embedding", "chunk_embedding", "chunk_count", "chunk_span"]
     named = request({"chunking": "chunks"}, outputs=["chunk_span"])
     assert [o.name for o in kserve.outputs_for(named, chunks=True)] == ["chunk_span"]
-    with pytest.raises(ServerError, match="chunking='chunks'"):
-        kserve.outputs_for(named, chunks=False)
+    # A generic Triton client (perf_analyzer) names every output the metadata lists, chunking or not.
+    named_plain = request(outputs=["sentence_embedding", "chunk_count"])
+    assert [o.name for o in kserve.outputs_for(named_plain, chunks=False)] == ["sentence_embedding", "chunk_count"]
+
+
+def test_without_chunking_each_input_is_its_own_single_chunk():
+    parsed = request(outputs=["chunk_span"])
+    vectors = np.arange(8, dtype=np.float32).reshape(2, 4)
+    tensors = chunk_tensors(kserve_infer.single_chunks(parsed, vectors), 4)
+    assert tensors["chunk_count"].tolist() == [1, 1]
+    assert (tensors["chunk_embedding"][:, 0] == vectors).all()
+    assert tensors["chunk_span"].tolist() == [[[0, 1]], [[0, 1]]]
 
 
 def test_chunk_tensors_round_trip_through_tritonclient():

@@ -10,6 +10,7 @@ from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
 from server.errors import ErrorKind, ServerError
 from server.protocols import kserve
+from server.repository import ModelConfig, conform_inputs, model_config_pb2
 
 MODEL = "m"
 STRINGS = [b"hello", b"hi", b"", "Grüße ✓ 東京".encode(), b"nul\x00inside", b"x" * 70000]
@@ -256,13 +257,36 @@ def test_timeout_only_shortens_the_server_deadline():
 
 
 def test_metadata_and_repository_index_shapes():
-    metadata = orjson.loads(kserve.model_metadata("m", ["1"], 384))
+    metadata = orjson.loads(kserve.model_metadata("m", ["1"], legacy_config(max_batch_size=64)))
     assert metadata["platform"] == "onnxruntime_onnx" and metadata["versions"] == ["1"]
-    assert {(i["name"], i["datatype"], tuple(i["shape"])) for i in metadata["inputs"]} == {
-        ("TEXT", "BYTES", (-1,)), ("input_ids", "INT64", (-1, -1)), ("attention_mask", "INT64", (-1, -1))}
+    assert [(i["name"], i["datatype"], i["shape"]) for i in metadata["inputs"]] == [
+        ("TEXT", "BYTES", [-1, 1]), ("input_ids", "INT64", [-1, -1]), ("attention_mask", "INT64", [-1, -1])]
     assert metadata["outputs"] == [{"name": "sentence_embedding", "datatype": "FP32", "shape": [-1, 384]}]
     rows = [{"name": "a", "version": "1", "state": "READY", "reason": ""},
             {"name": "b", "state": "UNAVAILABLE", "reason": "unloaded"}]
     assert orjson.loads(kserve.repository_index(rows, None)) == rows
     assert orjson.loads(kserve.repository_index(rows, {"ready": True})) == rows[:1]
     rejected(lambda: kserve.repository_index(rows, {"ready": "yes"}))
+
+
+def legacy_config(max_batch_size):
+    """A config.pbtxt as exports wrote it before TEXT was listed: two required id inputs, no TEXT."""
+    config = ModelConfig(name="m", platform="onnxruntime_onnx", max_batch_size=max_batch_size)
+    for name in ("input_ids", "attention_mask"):
+        config.input.add(name=name, data_type=model_config_pb2.TYPE_INT64, dims=[-1])
+    config.output.add(name="sentence_embedding", data_type=model_config_pb2.TYPE_FP32, dims=[384])
+    return conform_inputs(config)
+
+
+@pytest.mark.parametrize("max_batch_size, text_shape, ids_shape", [(64, [-1, 1], [-1, -1]), (0, [-1], [-1, -1])])
+def test_metadata_follows_tritons_batching_rule_from_the_config(max_batch_size, text_shape, ids_shape):
+    config = legacy_config(max_batch_size)
+    assert [(i.name, i.optional) for i in config.input] == [
+        ("TEXT", False), ("input_ids", True), ("attention_mask", True)]
+    assert conform_inputs(legacy_config(max_batch_size)) == config, "conforming twice changes nothing"
+    metadata = kserve.model_metadata_dict("m", ["1"], config)
+    batch = [-1] if max_batch_size else []
+    for tensor, entry in zip(config.input, metadata["inputs"]):
+        assert entry["shape"] == batch + list(tensor.dims)
+    assert [i["shape"] for i in metadata["inputs"]] == [text_shape, ids_shape, ids_shape]
+    assert metadata["inputs"][0]["datatype"] == "BYTES" and config.input[0].data_type == model_config_pb2.TYPE_STRING

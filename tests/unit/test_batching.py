@@ -59,3 +59,25 @@ def test_empty_and_bad_arguments():
     assert plan([9000], tokens=512) == [[0]]  # a lone text runs alone, whatever its length
     with pytest.raises(ValueError):
         plan([1], size=0)
+
+
+def test_fair_round_gives_every_request_a_turn_in_arrival_order():
+    from server.batching import fair_round
+
+    huge, small, medium = [256] * 2048, [5], [10] * 20
+    shares = fair_round([huge, small, medium], max_texts=256, max_tokens=8192, turn_texts=64, turn_tokens=2048)
+    assert shares[1] == 1 and shares[2] == 20  # the small ones fit in the first turns
+    assert shares[0] * 256 + 5 + 200 <= 8192 and shares[0] >= 8  # the huge one: turns until the round is full
+    assert fair_round([[5000]], max_texts=8, max_tokens=2048, turn_texts=8, turn_tokens=2048) == [1]  # too long: alone
+    assert fair_round([[3] * 5, [3] * 5], max_texts=4, max_tokens=100, turn_texts=1, turn_tokens=100) == [2, 2]
+    assert fair_round([], max_texts=4, max_tokens=100, turn_texts=1, turn_tokens=100) == []
+
+
+def test_the_policy_round_is_bounded_in_texts_and_tokens():
+    from server.batching import BatchingPolicy
+
+    policy = BatchingPolicy(64, 2048, 0.0, 32)
+    shares = policy.shares([[256] * 2048, [7]])
+    assert shares[1] == 1 and sum(shares) <= policy.round_items
+    assert shares[0] * 256 <= 2048 * policy.round_batches
+    assert sorted(i for batch in policy.split([3, 9, 4]) for i in batch) == [0, 1, 2]

@@ -46,3 +46,27 @@ def test_bad_env_value_names_the_variable(capsys):
 def test_config_is_frozen():
     with pytest.raises(Exception):
         ServerConfig().port = 1  # type: ignore[misc]
+
+
+def test_instance_count_flag_and_env():
+    assert parse_config([], {}).instance_count == 0
+    assert parse_config([], {"OES_INSTANCE_COUNT": "3"}).instance_count == 3
+    assert parse_config(["--instance-count", "2"], {}).instance_count == 2
+
+
+@pytest.mark.parametrize("argv, env", [(["--inference-threads", "2"], {}), (["--inference-threads=2"], {}),
+                                       ([], {"OES_INFERENCE_THREADS": "2"})])
+def test_the_removed_inference_threads_flag_points_to_instance_count(argv, env, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_config(argv, env)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "was removed" in err and "--instance-count" in err
+
+
+def test_grpc_flags():
+    assert (ServerConfig().grpc, ServerConfig().grpc_port) == (True, 8001)
+    config = parse_config(["--grpc-port", "0"], {"OES_GRPC": "false"})
+    assert config.grpc is False and config.grpc_port == 0
+    assert parse_config([], {"OES_GRPC_PORT": "9101"}).grpc_port == 9101
+    with pytest.raises(SystemExit):
+        parse_config(["--grpc-port", "70000"], {})

@@ -1,6 +1,8 @@
 import pytest
 
-from server.errors import STATUS, ErrorKind, Protocol, status_for
+import grpc
+
+from server.errors import STATUS, ErrorKind, Protocol, grpc_status_name, status_for
 from server.repository import RepositoryError, find_model, validate_model_name
 
 
@@ -15,6 +17,18 @@ def test_protocol_specific_statuses():
     assert status_for(ErrorKind.OVERLOADED, Protocol.OPENAI) == 429
     assert status_for(ErrorKind.OVERLOADED, Protocol.KSERVE) == 503
     assert status_for(ErrorKind.INVALID_INPUT, Protocol.TEI) == 422
+
+
+@pytest.mark.parametrize("kind, code", [
+    (ErrorKind.INVALID_INPUT, grpc.StatusCode.INVALID_ARGUMENT), (ErrorKind.NOT_FOUND, grpc.StatusCode.NOT_FOUND),
+    (ErrorKind.OVERLOADED, grpc.StatusCode.RESOURCE_EXHAUSTED), (ErrorKind.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE),
+    (ErrorKind.UNAUTHORIZED, grpc.StatusCode.UNAUTHENTICATED), (ErrorKind.UNSUPPORTED, grpc.StatusCode.UNIMPLEMENTED),
+    (ErrorKind.TIMEOUT, grpc.StatusCode.DEADLINE_EXCEEDED), (ErrorKind.INTERNAL, grpc.StatusCode.INTERNAL),
+    (ErrorKind.PAYLOAD_TOO_LARGE, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (ErrorKind.METHOD_NOT_ALLOWED, grpc.StatusCode.UNIMPLEMENTED),
+])
+def test_every_kind_has_a_grpc_status(kind, code):
+    assert grpc.StatusCode[grpc_status_name(kind)] is code
 
 
 @pytest.mark.parametrize("name", ["../etc", "a/b", "..", ".hidden", "", "a" * 200, "x\x00y", "a\\b", "~root"])
@@ -37,3 +51,19 @@ def test_a_symlinked_model_outside_the_repository_is_not_found(tmp_path):
     (repo / "evil").symlink_to(outside)
     with pytest.raises(RepositoryError):
         find_model(repo, "evil")
+
+
+def test_a_version_folder_symlinked_outside_the_repository_is_not_loaded(tmp_path):
+    outside = tmp_path / "outside" / "2"
+    outside.mkdir(parents=True)
+    (outside / "model.onnx").write_bytes(b"onnx")
+    (outside / "tokenizer.json").write_text("{}")
+    model = tmp_path / "repo" / "m"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.onnx").write_bytes(b"onnx")
+    (model / "1" / "tokenizer.json").write_text("{}")
+    (model / "config.pbtxt").write_text('name: "m"')
+    (model / "2").symlink_to(outside)
+    assert find_model(tmp_path / "repo", "m").version == 1
+    with pytest.raises(RepositoryError):
+        find_model(tmp_path / "repo", "m", version=2)

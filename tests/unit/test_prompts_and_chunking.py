@@ -7,6 +7,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from server import chunking
+from server.admission import estimate_window_tokens
 from server.embedding import check_texts
 from server.errors import ServerError
 from server.options import Chunking, EmbeddingOptions, options_from_body, options_from_parameters
@@ -128,8 +129,19 @@ def test_weighted_mean():
     assert np.allclose(unit, np.array([3.0, 1.0]) / np.sqrt(10))
 
 
-def test_character_cap_is_checked_before_anything_else():
-    assert "at most 10 are allowed" in message(lambda: check_texts(["ok", "x" * 11 + "\x00"], 10))
-    assert "empty string" in message(lambda: check_texts(["ok", ""], 10))
+def test_empty_and_nul_texts_are_refused_on_every_path():
+    assert "empty string" in message(lambda: check_texts(["ok", ""]))
+    assert "NUL" in message(lambda: check_texts(["ok", "a\x00b"]))
+
+
+def test_admission_estimate_of_a_chunked_text_covers_its_windows():
+    # 10 specials+prompt tokens leave a room of 246 per window; stride 246 - 32 = 214.
+    assert estimate_window_tokens([100], 256, 10, 32) == 110
+    assert estimate_window_tokens([246, 247], 256, 10, 32) == 256 + 2 * 256
+    assert estimate_window_tokens([246 + 214 * 3], 256, 10, 32) == 4 * 256
+    # At most one token per character: the estimate is never below the windows the text can really make.
+    text_tokens = 5000
+    real_windows = len(range(0, text_tokens - 246, 214)) + 1
+    assert estimate_window_tokens([text_tokens], 256, 10, 32) >= real_windows * 256 - 256
     assert chunking.estimated_windows(100, 256, 32, 16) == 1
     assert chunking.estimated_windows(16 * 1000, 256, 32, 16) == 1 + -(-(1000 - 256) // 222)

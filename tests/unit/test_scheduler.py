@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from server.errors import ErrorKind, ServerError
+from server.batching import BatchingPolicy
 from server.scheduler import Job, WorkQueue
+
+
+def rounds_of(texts, delay_s=0.0, tokens=10**9):
+    """A policy whose rounds hold at most `texts` texts, one request's turn being a whole round."""
+    return BatchingPolicy(texts, tokens, delay_s, 0, round_batches=1)
+
+
+def jobs_of(items):
+    return list(dict.fromkeys(job for job, _ in items))
 
 
 def make_job(loop, n=1, length=4, deadline=None):
@@ -23,15 +33,32 @@ async def test_queue_rejects_beyond_its_bound_with_retry_after():
     assert info.value.kind is ErrorKind.OVERLOADED and info.value.retry_after_s
 
 
-async def test_take_returns_whole_jobs_fifo_up_to_the_item_limit():
+async def test_take_returns_texts_fifo_up_to_the_round_limit_and_keeps_the_rest_queued():
     loop = asyncio.get_running_loop()
     queue = WorkQueue(0)
     jobs = [make_job(loop, n=3) for _ in range(4)]
     for job in jobs:
         queue.put(job)
-    assert queue.take(max_items=7, max_delay_s=0) == jobs[:2]
-    assert queue.take(max_items=1, max_delay_s=0) == [jobs[2]]  # one job even if larger than the limit
-    assert len(queue) == 1
+    assert queue.take(rounds_of(7)) == [(jobs[0], 0), (jobs[0], 1), (jobs[0], 2), (jobs[1], 0), (jobs[1], 1),
+                                        (jobs[1], 2), (jobs[2], 0)]
+    assert len(queue) == 2  # jobs[2] keeps two untaken texts
+    queue.max_requests = 2
+    queue.put(make_job(loop))  # but only jobs[3] is still waiting: a slot is free
+    queue.discard(queue._jobs[-1])
+    assert queue.take(rounds_of(3)) == [(jobs[2], 1), (jobs[2], 2), (jobs[3], 0)]
+    assert queue.take(rounds_of(64)) == [(jobs[3], 1), (jobs[3], 2)] and len(queue) == 0
+
+
+async def test_a_small_request_gets_a_turn_in_the_next_round_behind_a_huge_one():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    huge, small = make_job(loop, n=2048, length=256), make_job(loop, n=1)
+    queue.put(huge)
+    queue.put(small)
+    policy = BatchingPolicy(64, 2048, 0.0, 0)  # turns of one batch: 8 texts of 256 tokens
+    first = queue.take(policy)
+    assert small in jobs_of(first) and len(first) <= policy.round_items
+    assert sum(1 for job, _ in first if job is huge) <= 8 * policy.round_batches
 
 
 async def test_max_delay_waits_for_more_work_but_not_longer():
@@ -39,7 +66,7 @@ async def test_max_delay_waits_for_more_work_but_not_longer():
     queue = WorkQueue(0)
     queue.put(make_job(loop))
     start = time.perf_counter()
-    taken = queue.take(max_items=8, max_delay_s=0.05)
+    taken = queue.take(rounds_of(8, delay_s=0.05))
     waited = time.perf_counter() - start
     assert len(taken) == 1 and 0.03 <= waited < 1.0
 
@@ -50,8 +77,8 @@ async def test_max_delay_ends_early_when_the_batch_fills():
     queue.put(make_job(loop))
     threading.Timer(0.02, lambda: queue.put(make_job(loop, n=7))).start()
     start = time.perf_counter()
-    taken = queue.take(max_items=8, max_delay_s=5.0)
-    assert sum(len(j.sequences) for j in taken) == 8 and time.perf_counter() - start < 2.0
+    taken = queue.take(rounds_of(8, delay_s=5.0))
+    assert len(taken) == 8 and time.perf_counter() - start < 2.0
 
 
 async def test_discard_frees_the_slot_of_a_cancelled_job():
@@ -68,7 +95,7 @@ async def test_close_wakes_takers_and_refuses_new_work():
     loop = asyncio.get_running_loop()
     queue = WorkQueue(0)
     result = []
-    taker = threading.Thread(target=lambda: result.append(queue.take(4, 0)))
+    taker = threading.Thread(target=lambda: result.append(queue.take(rounds_of(4))))
     taker.start()
     queue.close()
     taker.join(2)
@@ -88,3 +115,27 @@ async def test_fail_all_settles_every_queued_future():
     for job in jobs:
         with pytest.raises(ServerError):
             await asyncio.wait_for(job.future, 1)
+
+
+async def test_a_job_discarded_during_the_delay_wait_does_not_break_take():
+    """Issue 14 item 1: the client went away while its job waited out --max-queue-delay-us."""
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    job = make_job(loop)
+    queue.put(job)
+    result, errors = [], []
+
+    def taker():
+        try:
+            result.append(queue.take(rounds_of(8, delay_s=0.3)))
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    thread = threading.Thread(target=taker)
+    thread.start()
+    await asyncio.sleep(0.05)
+    queue.discard(job)
+    await asyncio.sleep(0.05)
+    queue.close()
+    thread.join(5)
+    assert errors == [] and result == [None]

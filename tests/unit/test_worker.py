@@ -10,7 +10,8 @@ import pytest
 from server.errors import ErrorKind, ServerError
 from server.scheduler import Job, WorkQueue
 from server.statistics import ModelStatistics
-from server.dispatch import BatchDispatcher, BatchPolicy
+from server.batching import BatchingPolicy as BatchPolicy
+from server.dispatch import BatchDispatcher
 from server.worker import InferenceWorker
 
 MARKER = 999
@@ -210,3 +211,46 @@ async def test_a_batch_wakes_the_loop_once_for_all_of_its_requests(rig, monkeypa
     assert [r.embeddings[0, 0] for r in results] == [4 * (i + 1) for i in range(6)]
     assert len(session.batches) == 1 and len(wake_ups) == 1
     assert stats.success.count == 6
+
+
+async def test_a_planning_error_fails_its_round_and_the_thread_keeps_serving(rig, monkeypatch):
+    _, queue, _, worker, fatal = rig
+    loop = asyncio.get_running_loop()
+    dispatcher = worker._dispatcher
+    plan = dispatcher._plan
+    calls = []
+
+    def plan_once_broken(jobs):
+        calls.append(len(jobs))
+        if len(calls) == 1:
+            raise ValueError("a planning bug")
+        return plan(jobs)
+
+    monkeypatch.setattr(dispatcher, "_plan", plan_once_broken)
+    first = job(loop, [1, 2])
+    queue.put(first)
+    worker.start()
+    with pytest.raises(ServerError) as info:
+        await asyncio.wait_for(first.future, 5)
+    assert info.value.kind is ErrorKind.INTERNAL
+    second = job(loop, [3, 4])
+    queue.put(second)
+    assert (await asyncio.wait_for(second.future, 5)).embeddings[0, 0] == 7
+    assert worker.is_alive() and not fatal
+
+
+async def test_expire_fails_a_waiting_request_at_once_and_frees_its_slot_but_spares_a_started_one():
+    queue, stats = WorkQueue(max_requests=2), ModelStatistics("fake", 1)
+    dispatcher = BatchDispatcher(queue, BatchPolicy(8, 1024, 0.0, 0), stats)
+    loop = asyncio.get_running_loop()
+    waiting, started = job(loop, [1, 2]), job(loop, [3])
+    queue.put(waiting)
+    queue.put(started)
+    started.started_ns = time.perf_counter_ns()  # as next_batch marks it when its first batch is handed out
+    dispatcher.expire(waiting)
+    dispatcher.expire(started)
+    with pytest.raises(ServerError) as info:
+        await asyncio.wait_for(waiting.future, 1)
+    assert info.value.kind is ErrorKind.TIMEOUT and stats.fail.count == 1
+    assert len(queue) == 1 and not started.future.done()
+    queue.put(job(loop, [4]))  # the expired request's slot is free again

@@ -1,0 +1,302 @@
+"""`python -m benchmarks.perf`: Triton's own load generator, perf_analyzer, against this server and Triton.
+
+A second client, independent of the project's: the same command for both servers (KServe v2 over HTTP,
+a BYTES input `TEXT` of one STS-B dev sentence per request, closed loop at each concurrency):
+
+    perf_analyzer -i http -u HOST:PORT -m MODEL --input-data texts.json --shape TEXT:1 --concurrency-range C:C
+
+Each server is started alone on a repository holding only the model (the benchmark's contenders `ours` and
+`triton`), its RSS and CPU sampled over each point. Prints texts/s, p50/p99 per point and issue 15's ratios,
+and writes `perf_analyzer_<model>.{json,md}` to the results folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import report
+from benchmarks.contenders import Contender, ContenderUnavailable, Setup, catalogue, started
+from benchmarks.corpus import DEFAULT_TSV, read_sentences
+from benchmarks.onnx_model import locate
+from benchmarks.resources import Sampler
+from benchmarks.stats import ratio
+from benchmarks.targets import Target
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SERVERS = ("ours", "triton")
+MB = 2**20
+US_PER_MS = 1000.0
+
+
+@dataclass(frozen=True)
+class Client:
+    """perf_analyzer as run for every point: the binary, the input data, the window and extra arguments."""
+
+    binary: str
+    data: Path
+    interval_ms: int
+    extra: tuple[str, ...]
+    csv_dir: Path
+
+    def argv(self, port: int, model: str, concurrency: int, interval_ms: int, csv: Path) -> list[str]:
+        return command(self.binary, port, model, self.data, concurrency, csv, interval_ms, self.extra)
+
+
+@dataclass(frozen=True)
+class PerfPoint:
+    concurrency: int
+    texts_per_s: float
+    p50_ms: float
+    p99_ms: float
+    rss_mb: float
+    cpu_percent: float
+    error: str = ""
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.perf",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model-repository", type=Path, default=Path("models"))
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, of: ours, triton")
+    parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--perf-analyzer", help="the binary (default: next to python, else on PATH)")
+    parser.add_argument(
+        "--measurement-interval", type=int, default=5000, help="perf_analyzer's window, ms (its default)"
+    )
+    parser.add_argument("--pa-args", default="", help="further perf_analyzer arguments (shell-quoted)")
+    parser.add_argument("--tsv", type=Path, default=DEFAULT_TSV, help="STS-B file: its sentences are input")
+    parser.add_argument("--triton-intra-op", type=int, default=None, help="ORT intra-op threads in Triton")
+    parser.add_argument("--server-args", default="", help="more `python -m server` arguments (shell-quoted)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
+    args.servers = [s for s in args.servers.split(",") if s]
+    unknown = set(args.servers) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    return args
+
+
+def find_perf_analyzer(explicit: str | None) -> str:
+    """The perf_analyzer binary: `explicit`, else the one next to this interpreter (`make perf-analyzer`),
+    else the one on PATH."""
+    beside_python = str(Path(sys.executable).parent / "perf_analyzer")
+    candidates = [explicit] if explicit else [beside_python, "perf_analyzer"]
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise SystemExit(f"perf_analyzer not found ({', '.join(candidates)}): `make perf-analyzer` installs it")
+
+
+def input_data(sentences: Sequence[str], path: Path) -> Path:
+    """perf_analyzer's --input-data file: one step per sentence, each the BYTES input TEXT of one element."""
+    steps = [{"TEXT": [sentence]} for sentence in sentences]
+    path.write_text(json.dumps({"data": steps}, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def command(
+    binary: str,
+    port: int | str,
+    model: str,
+    data: Path,
+    concurrency: int | str,
+    csv_path: Path,
+    interval_ms: int,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    return [
+        binary, "-i", "http", "-u", f"127.0.0.1:{port}", "-m", model, "--input-data", str(data),
+        "--shape", "TEXT:1", "--concurrency-range", f"{concurrency}:{concurrency}",
+        "--measurement-interval", str(interval_ms), "-f", str(csv_path), *extra,
+    ]  # fmt: skip
+
+
+def parse_csv(text: str) -> dict:
+    """texts/s and latency percentiles (ms) from perf_analyzer's -f CSV (one row per concurrency; latencies
+    in microseconds; one inference is one text here)."""
+    rows = list(csv.DictReader(text.splitlines()))
+    if not rows:
+        raise ValueError("perf_analyzer wrote no measurement")
+    row = rows[-1]
+    return {
+        "concurrency": int(row["Concurrency"]),
+        "texts_per_s": float(row["Inferences/Second"]),
+        "p50_ms": float(row["p50 latency"]) / US_PER_MS,
+        "p99_ms": float(row["p99 latency"]) / US_PER_MS,
+    }
+
+
+def measure_point(running, client: Client, concurrency: int) -> PerfPoint:
+    """One perf_analyzer run at `concurrency`; when it finds no stable window (a busy machine), once more with
+    windows twice as long."""
+    with Sampler(running.process.pid) as sampler:
+        sampler.mark_start()
+        for interval in (client.interval_ms, 2 * client.interval_ms):
+            csv_path = client.csv_dir / f"{running.contender.name}-c{concurrency}-{interval}ms.csv"
+            argv = client.argv(running.port, running.contender.model, concurrency, interval, csv_path)
+            result = run_perf_analyzer(argv, interval)
+            if result.returncode == 0 or "stable measurement" not in result.stderr + result.stdout:
+                break
+        sampler.mark_stop()
+    rss, cpu = sampler.peak_rss() / MB, sampler.cpu_percent()
+    if result.returncode != 0 or not csv_path.is_file():
+        reason = f"exit {result.returncode}: " + " ".join((result.stderr or result.stdout).split())[-500:]
+        return PerfPoint(concurrency, math.nan, math.nan, math.nan, rss, cpu, reason)
+    parsed = parse_csv(csv_path.read_text())
+    return PerfPoint(concurrency, parsed["texts_per_s"], parsed["p50_ms"], parsed["p99_ms"], rss, cpu)
+
+
+def run_perf_analyzer(argv: list[str], interval_ms: int) -> subprocess.CompletedProcess:
+    timeout = 12 * interval_ms / 1000 + 180  # perf_analyzer's 10 windows at most, and its start-up
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 1, "", f"timed out after {timeout:.0f} s")
+
+
+def run_server(contender: Contender, client: Client, concurrencies: Sequence[int], log_dir: Path) -> dict:
+    entry = {"description": contender.description, "points": []}
+    with started(contender, log_dir) as running:
+        for concurrency in concurrencies:
+            found = measure_point(running, client, concurrency)
+            print(
+                f"  [{contender.name}] c={concurrency}: {found.texts_per_s:.1f} texts/s, "
+                f"p50 {found.p50_ms:.1f} ms, p99 {found.p99_ms:.1f} ms, RSS {found.rss_mb:.0f} MB "
+                f"{found.error}",
+                flush=True,
+            )
+            entry["points"].append(found.__dict__)
+    return entry
+
+
+def point(results: dict, server: str, concurrency: int) -> dict:
+    for found in (results.get("servers", {}).get(server) or {}).get("points", []):
+        if found["concurrency"] == concurrency and not found["error"]:
+            return found
+    return {}
+
+
+def evaluate(results: dict) -> list[Target]:
+    """Issue 15's perf_analyzer targets: ours vs Triton at c=64 and c=8, and a lone request's p50."""
+
+    def speedup(c: int) -> float:
+        ours, triton = point(results, "ours", c), point(results, "triton", c)
+        return ratio(ours.get("texts_per_s"), triton.get("texts_per_s"))
+
+    ours_p50, triton_p50 = point(results, "ours", 1).get("p50_ms"), point(results, "triton", 1).get("p50_ms")
+    return [
+        Target("perf_analyzer c=64: ours / Triton texts/s", speedup(64), 2.5),
+        Target("perf_analyzer c=8: ours / Triton texts/s", speedup(8), 2.0),
+        Target(
+            "perf_analyzer c=1: ours p50 - Triton p50",
+            math.nan if ours_p50 is None or triton_p50 is None else ours_p50 - triton_p50,
+            0.0,
+            True,
+            "ms",
+        ),
+    ]
+
+
+def markdown(results: dict, targets: Sequence[Target]) -> str:
+    columns = ("server", "load", "texts/s", "p50 ms", "p99 ms", "RSS MB", "server CPU %", "error")
+    rows = [
+        [name, f"c={p['concurrency']}", p["texts_per_s"], p["p50_ms"], p["p99_ms"], p["rss_mb"],
+         p["cpu_percent"], p["error"] or "-"]
+        for name, entry in results["servers"].items()
+        for p in entry.get("points", [])
+    ]  # fmt: skip
+    servers = results["servers"].items()
+    described = [f"**{n}**: {e['description']}" for n, e in servers]
+    described += [f"**{n}** skipped: {e['skipped']}" for n, e in servers if e.get("skipped")]
+    parts = [
+        "# perf_analyzer: this server and Triton",
+        f"Run {results['started']} with `{results['command']}` ({results['elapsed_s']:.0f} s), model "
+        f"{results['model']}, {results['sentences']} STS-B dev sentences as input data, one per request.",
+        f"Command per point: `{results['perf_analyzer_command']}`",
+        report.table(columns, rows),
+        report.bullets(described),
+        "## Targets",
+        report.table(("target", "measured", "threshold", "result"), report.targets_rows(targets)),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def run_servers(args: argparse.Namespace, client: Client, work: Path) -> dict:
+    setup = Setup(
+        args.model_repository,
+        args.model,
+        Path("."),  # no sentence-transformers folder: neither contender needs one
+        work,
+        intra_op_threads=args.triton_intra_op,
+        server_args=tuple(shlex.split(args.server_args)),
+    )
+    factories = catalogue(setup, locate(args.model_repository, args.model))
+    servers = {}
+    for name in args.servers:
+        print(f"[{name}] starting", flush=True)
+        try:
+            servers[name] = run_server(factories[name](), client, args.concurrency, args.out / "logs")
+        except ContenderUnavailable as exc:
+            reason = " ".join(str(exc).split())[-600:]
+            print(f"[{name}] SKIPPED: {reason}", flush=True)
+            servers[name] = {"description": name, "points": [], "skipped": reason}
+    return servers
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = parse_args(argv)
+    binary = find_perf_analyzer(args.perf_analyzer)
+    csv_dir = args.out / "logs" / "perf_analyzer"
+    csv_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    sentences = read_sentences(args.tsv)
+    extra = tuple(shlex.split(args.pa_args))
+    shown = command("perf_analyzer", "PORT", args.model, Path("texts.json"), "C", Path("out.csv"),
+                    args.measurement_interval, extra)  # fmt: skip
+    results = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": shlex.join(["python", "-m", "benchmarks.perf", *(sys.argv[1:] if argv is None else argv)]),
+        "model": args.model,
+        "sentences": len(sentences),
+        "perf_analyzer": binary,
+        "perf_analyzer_command": shlex.join(shown),
+    }
+    with tempfile.TemporaryDirectory(prefix="perf-") as work_dir:
+        data = input_data(sentences, Path(work_dir) / "texts.json")
+        client = Client(binary, data, args.measurement_interval, extra, csv_dir)
+        results["servers"] = run_servers(args, client, Path(work_dir))
+    results["elapsed_s"] = time.monotonic() - start
+    targets = evaluate(results)
+    results["targets"] = [
+        {"name": t.name, "value": t.value, "threshold": t.threshold, "verdict": t.verdict} for t in targets
+    ]
+    written = args.out / f"perf_analyzer_{args.model}.json", args.out / f"perf_analyzer_{args.model}.md"
+    written[0].write_text(json.dumps(results, indent=1, default=str))
+    written[1].write_text(markdown(results, targets))
+    print("\n".join(["", "Targets (perf_analyzer):", *[f"  {t.describe()}" for t in targets]]))
+    print(f"\nwrote {written[1]}, {written[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

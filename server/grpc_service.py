@@ -1,0 +1,260 @@
+"""KServe v2 over gRPC: Triton's `inference.GRPCInferenceService` on the same models, batcher and limits as HTTP.
+
+The servicer is `tritonclient.grpc.service_pb2_grpc`'s (Triton's grpc_service.proto, not a copy). Every RPC but
+ServerLive and ServerReady needs the API key when one is set (metadata `authorization: Bearer <key>`), as
+over HTTP. A `ServerError` ends the call with the gRPC status of its kind (`errors.STATUS`). While the server
+drains, new calls get UNAVAILABLE and the calls already running finish (`InFlight`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+from aiohttp import web
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from . import kserve_infer
+from .errors import ErrorKind, ServerError, grpc_status_name, invalid
+from .model import ServedModel
+from .protocols import kserve, kserve_grpc
+from .routes.docs import server_version
+from .routes.health import is_live, is_ready
+from .state import CONFIG, REGISTRY
+
+log = logging.getLogger(__name__)
+
+
+class InFlight:
+    """Counts the calls being served, so shutdown can wait for them (and refuse new ones) like HTTP does."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        if self.draining:
+            raise ServerError(ErrorKind.UNAVAILABLE, "the server is shutting down", retry_after_s=1)
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Refuse new calls; wait up to `timeout_s` for the running ones. True when none is left."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+
+def grpc_code(error: ServerError) -> grpc.StatusCode:
+    return grpc.StatusCode[grpc_status_name(error.kind)]
+
+
+def _rpc(*, public: bool = False):
+    """Wrap a unary RPC: API key, in-flight accounting, and errors -> the gRPC status of their kind."""
+
+    def decorate(method: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
+        @functools.wraps(method)
+        async def handler(self: InferenceService, request, context: grpc.aio.ServicerContext):
+            try:
+                if public:
+                    return await method(self, request, context)
+                self.authenticate(context)
+                self.in_flight.enter()
+                try:
+                    return await method(self, request, context)
+                finally:
+                    self.in_flight.leave()
+            except ServerError as exc:
+                error = exc
+            except Exception:
+                log.exception("gRPC %s failed", method.__name__)
+                error = ServerError(ErrorKind.INTERNAL, f"internal server error in {method.__name__}")
+            await context.abort(grpc_code(error), error.message)
+
+        return handler
+
+    return decorate
+
+
+def _unimplemented(feature: str):
+    @_rpc()
+    async def handler(self: InferenceService, request, context) -> None:
+        raise ServerError(ErrorKind.UNSUPPORTED, f"{feature} is not supported by this server: send tensors in "
+                          "the request message")
+
+    return handler
+
+
+class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """Every RPC of Triton's GRPCInferenceService, answered from the aiohttp app's registry and config."""
+
+    def __init__(self, app: web.Application, on_models_changed: Callable[[], Awaitable[None]]) -> None:
+        self.app = app
+        self.in_flight = InFlight()
+        self._on_models_changed = on_models_changed
+
+    def authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        key = self.app[CONFIG].api_key
+        if not key:
+            return
+        header = dict(context.invocation_metadata() or ()).get("authorization", "")
+        scheme, _, token = str(header).partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+            raise ServerError(ErrorKind.UNAUTHORIZED, "a valid API key is required: metadata "
+                              "'authorization: Bearer <key>'")
+
+    def _model(self, name: str, version: str) -> ServedModel:
+        return self.app[REGISTRY].get(name, version or None)
+
+    @_rpc(public=True)
+    async def ServerLive(self, request, context):
+        return service_pb2.ServerLiveResponse(live=is_live(self.app))
+
+    @_rpc(public=True)
+    async def ServerReady(self, request, context):
+        return service_pb2.ServerReadyResponse(ready=is_ready(self.app) and not self.in_flight.draining)
+
+    @_rpc()
+    async def ModelReady(self, request, context):
+        try:
+            ready = self._model(request.name, request.version).healthy
+        except ServerError:
+            ready = False
+        return service_pb2.ModelReadyResponse(ready=ready)
+
+    @_rpc()
+    async def ServerMetadata(self, request, context):
+        return kserve_grpc.server_metadata(server_version())
+
+    @_rpc()
+    async def ModelMetadata(self, request, context):
+        model = self._model(request.name, request.version)
+        return kserve_grpc.model_metadata(model.info.name, [str(model.info.version)], model.entry.config)
+
+    @_rpc()
+    async def ModelConfig(self, request, context):
+        return kserve_grpc.model_config(self._model(request.name, request.version).entry.config)
+
+    @_rpc()
+    async def ModelStatistics(self, request, context):
+        if request.name:
+            models = [self._model(request.name, request.version)]
+        else:
+            models = list(self.app[REGISTRY])
+        return kserve_grpc.statistics([model.stats.as_json() for model in models])
+
+    async def infer(self, request: service_pb2.ModelInferRequest) -> service_pb2.ModelInferResponse:
+        """One inference: the HTTP route's checks and core, Triton's gRPC response."""
+        model, config = self._model(request.model_name, request.model_version), self.app[CONFIG]
+        parsed = kserve_grpc.parse_infer_request(request, max_inputs=config.max_inputs,
+                                                 max_input_chars=config.max_input_chars)
+        inferred = await kserve_infer.infer(model, parsed, config)
+        return kserve_grpc.infer_response(model=model.info.name, version=str(model.info.version),
+                                          request_id=parsed.id, tensors=inferred.tensors, outputs=inferred.outputs)
+
+    @_rpc()
+    async def ModelInfer(self, request, context):
+        return await self.infer(request)
+
+    async def ModelStreamInfer(self, request_iterator, context):
+        """Each request on the stream is answered as soon as it is done (requests share batches); a failed
+        request gets a response with `error_message` and its id, and the stream goes on. A client that goes
+        away cancels what it still had running."""
+        try:
+            self.authenticate(context)
+        except ServerError as exc:
+            await context.abort(grpc_code(exc), exc.message)
+        writing = asyncio.Lock()
+        tasks: set[asyncio.Task] = set()
+
+        async def answer(request: service_pb2.ModelInferRequest) -> None:
+            response = await self._stream_response(request)
+            async with writing:
+                if not context.done():
+                    await context.write(response)
+
+        try:
+            async for request in request_iterator:
+                task = asyncio.create_task(answer(request))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in list(tasks):
+                task.cancel()
+
+    async def _stream_response(self, request) -> service_pb2.ModelStreamInferResponse:
+        try:
+            self.in_flight.enter()
+        except ServerError as exc:
+            return _stream_error(request, exc.message)
+        try:
+            return service_pb2.ModelStreamInferResponse(infer_response=await self.infer(request))
+        except ServerError as exc:
+            return _stream_error(request, exc.message)
+        except Exception:
+            log.exception("gRPC ModelStreamInfer request %r failed", request.id)
+            return _stream_error(request, "internal server error")
+        finally:
+            self.in_flight.leave()
+
+    @_rpc()
+    async def RepositoryIndex(self, request, context):
+        _no_repository_name(request.repository_name)
+        return kserve_grpc.repository_index(self.app[REGISTRY].index(), request.ready)
+
+    @_rpc()
+    async def RepositoryModelLoad(self, request, context):
+        self._check_control(request)
+        kserve.check_load_request(kserve_grpc.load_parameters(request))
+        await asyncio.shield(self.app[REGISTRY].load(request.model_name))
+        await self._on_models_changed()
+        return service_pb2.RepositoryModelLoadResponse()
+
+    @_rpc()
+    async def RepositoryModelUnload(self, request, context):
+        self._check_control(request)
+        await asyncio.shield(self.app[REGISTRY].unload(request.model_name))
+        await self._on_models_changed()
+        return service_pb2.RepositoryModelUnloadResponse()
+
+    def _check_control(self, request) -> None:
+        if not self.app[CONFIG].model_control:
+            raise invalid("explicit model load / unload is not allowed: the server runs with --model-control false")
+        _no_repository_name(request.repository_name)
+
+    SystemSharedMemoryStatus = _unimplemented("system shared memory")
+    SystemSharedMemoryRegister = _unimplemented("system shared memory")
+    SystemSharedMemoryUnregister = _unimplemented("system shared memory")
+    CudaSharedMemoryStatus = _unimplemented("CUDA shared memory")
+    CudaSharedMemoryRegister = _unimplemented("CUDA shared memory")
+    CudaSharedMemoryUnregister = _unimplemented("CUDA shared memory")
+    TraceSetting = _unimplemented("trace setting")
+    LogSettings = _unimplemented("log setting")
+
+
+def _no_repository_name(name: str) -> None:
+    if name:
+        raise ServerError(ErrorKind.UNSUPPORTED, "'repository_name' specification is not supported")
+
+
+def _stream_error(request, message: str) -> service_pb2.ModelStreamInferResponse:
+    return service_pb2.ModelStreamInferResponse(
+        error_message=message,
+        infer_response=service_pb2.ModelInferResponse(id=request.id, model_name=request.model_name,
+                                                      model_version=request.model_version))

@@ -1,0 +1,127 @@
+"""KServe v2 / Triton gRPC: Triton's own protobuf messages <-> the shared KServe request and bodies. No I/O.
+
+The messages are `tritonclient.grpc.service_pb2` (Triton's grpc_service.proto). Tensors go through the checks
+of `protocols/kserve.py`: the same names, data types, shapes, limits and messages as over HTTP, and the same
+request `parameters` (prompt, truncation direction, chunking: `options_from_parameters`). `TEXT` comes as
+`contents.bytes_contents` or as `raw_input_contents` (each element a little-endian uint32 length and its
+bytes); the ids as `contents.int64_contents` or raw little-endian INT64. The embedding (and the chunk
+outputs) go back as `raw_output_contents`, as Triton returns outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+from tritonclient.grpc import service_pb2
+
+from ..errors import invalid
+from ..options import options_from_parameters
+from ..repository import ModelConfig
+from . import kserve
+
+_PARAMETER_FIELDS = ("bool_param", "int64_param", "string_param", "double_param", "uint64_param")
+
+
+def parameters(params) -> dict[str, Any]:
+    """A protobuf `map<string, InferParameter>` as plain Python values."""
+    values = {}
+    for key, value in params.items():
+        which = value.WhichOneof("parameter_choice")
+        values[key] = getattr(value, which) if which in _PARAMETER_FIELDS else None
+    return values
+
+
+def _contents(tensor, name: str) -> dict:
+    """The tensor as `kserve.assemble_request` takes it when its data is in `contents`."""
+    shape = [int(d) for d in tensor.shape]
+    if name == kserve.TEXT:
+        return {"shape": shape, "data": kserve.decode_texts(list(tensor.contents.bytes_contents))}
+    return {"shape": shape, "data": list(tensor.contents.int64_contents)}
+
+
+def _input_tensors(request, model: str) -> dict[str, tuple[dict, memoryview | None]]:
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise invalid(f"expected {len(request.inputs)} raw_input_contents (one per input), got {len(raw)}")
+    found: dict[str, tuple[dict, memoryview | None]] = {}
+    for index, tensor in enumerate(request.inputs):
+        kserve.check_input(tensor.name, tensor.datatype, model, found)
+        kserve.check_parameters(parameters(tensor.parameters), f"input '{tensor.name}'")
+        if raw:
+            if tensor.HasField("contents"):
+                raise invalid(f"input '{tensor.name}' has both 'contents' and raw_input_contents")
+            found[tensor.name] = ({"shape": [int(d) for d in tensor.shape]}, memoryview(raw[index]))
+        else:
+            found[tensor.name] = (_contents(tensor, tensor.name), None)
+    if not found:
+        raise invalid("'inputs' must be a non-empty list")
+    return found
+
+
+def parse_infer_request(request: service_pb2.ModelInferRequest, *, max_inputs: int,
+                        max_input_chars: int = 2_000_000) -> kserve.InferRequest:
+    """A ModelInferRequest, checked exactly as an HTTP request is, as the shared request."""
+    model = request.model_name
+    params = kserve.check_parameters(parameters(request.parameters), "the request")
+    timeout = params.get("timeout")
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
+        raise invalid("'timeout' must be a non-negative integer (microseconds)")
+    found = _input_tensors(request, model)
+    requested = request.outputs or [service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=kserve.OUTPUT)]
+    outputs = kserve.check_unique(
+        [kserve.requested_output(out.name, parameters(out.parameters), model, True) for out in requested])
+    return kserve.assemble_request(found, request_id=request.id or None, outputs=outputs, timeout_us=timeout,
+                                   model=model, max_inputs=max_inputs, max_input_chars=max_input_chars,
+                                   options=options_from_parameters(params), outputs_given=bool(request.outputs),
+                                   binary_default=True)
+
+
+def infer_response(*, model: str, version: str, request_id: str | None, tensors: dict[str, np.ndarray],
+                   outputs: list[kserve.RequestedOutput]) -> service_pb2.ModelInferResponse:
+    """The outputs as Triton answers over gRPC, little-endian in raw_output_contents: the embedding FP32
+    [n, dim], the chunk outputs (`server/kserve_infer.py`) FP32 or INT64 as their arrays are."""
+    response = service_pb2.ModelInferResponse(model_name=model, model_version=version, id=request_id or "")
+    for output in outputs:
+        array = tensors[output.name]
+        datatype, wire = ("INT64", "<i8") if array.dtype.kind in "iu" else ("FP32", "<f4")
+        response.outputs.add(name=output.name, datatype=datatype, shape=list(array.shape))
+        response.raw_output_contents.append(np.ascontiguousarray(array, dtype=wire).tobytes())
+    return response
+
+
+def server_metadata(version: str) -> service_pb2.ServerMetadataResponse:
+    return service_pb2.ServerMetadataResponse(name="onnx-embedding-server", version=version,
+                                              extensions=kserve.EXTENSIONS)
+
+
+def model_metadata(name: str, versions: list[str], config: ModelConfig) -> service_pb2.ModelMetadataResponse:
+    """The same metadata as HTTP's `GET /v2/models/<m>`, derived from the same conformed config."""
+    return json_format.ParseDict(kserve.model_metadata_dict(name, versions, config),
+                                 service_pb2.ModelMetadataResponse())
+
+
+def model_config(config: ModelConfig) -> service_pb2.ModelConfigResponse:
+    return service_pb2.ModelConfigResponse(config=config)
+
+
+def statistics(entries: list[dict]) -> service_pb2.ModelStatisticsResponse:
+    """Triton's statistics JSON (what HTTP serves) as the gRPC message of the same fields."""
+    return json_format.ParseDict({"model_stats": entries}, service_pb2.ModelStatisticsResponse(),
+                                 ignore_unknown_fields=True)
+
+
+def repository_index(rows: list[dict[str, str]], ready_only: bool) -> service_pb2.RepositoryIndexResponse:
+    response = service_pb2.RepositoryIndexResponse()
+    for row in rows:
+        if not ready_only or row.get("state") == "READY":
+            response.models.add(name=row["name"], version=row.get("version", ""), state=row["state"],
+                                reason=row.get("reason", ""))
+    return response
+
+
+def load_parameters(request) -> dict[str, Any] | None:
+    """The parameters of a RepositoryModelLoad request, in the shape `kserve.check_load_request` checks."""
+    params = {key: value.WhichOneof("parameter_choice") for key, value in request.parameters.items()}
+    return {"parameters": params} if params else None

@@ -1,0 +1,99 @@
+"""Hostile or unlucky bodies on the shared server: each gets its protocol's 4xx, in its shape, and no traceback."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+
+import brotli
+import pytest
+import requests
+
+MODEL = "all-MiniLM-L6-v2"
+V2_INFER = f"/v2/models/{MODEL}/infer"
+BIG_ID = 2**63 + 5
+
+ROUTES = {  # protocol -> (path, a valid body)
+    "openai": ("/v1/embeddings", {"model": MODEL, "input": "a body"}),
+    "kserve": (V2_INFER, {"inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": ["a body"]}]}),
+    "tei": ("/embed", {"inputs": "a body"}),
+}
+STATUS = {"openai": 400, "kserve": 400, "tei": 422}
+
+
+def assert_shape(protocol: str, response: requests.Response) -> None:
+    body = response.json()
+    if protocol == "openai":
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+    elif protocol == "tei":
+        assert set(body) == {"error", "error_type"}
+    else:
+        assert set(body) == {"error"}
+
+
+def corrupt_bodies(raw: bytes) -> dict[str, tuple[bytes, str]]:
+    good_gzip = gzip.compress(raw)
+    return {
+        "plain labelled gzip": (raw, "gzip"),
+        "cut gzip": (good_gzip[: len(good_gzip) // 2], "gzip"),
+        "gzip with a bad checksum": (good_gzip[:-8] + b"\0" * 8, "gzip"),
+        "garbage deflate": (b"\x00\x01garbage" * 10, "deflate"),
+        "cut deflate": (zlib.compress(raw)[:5], "deflate"),
+        "garbage brotli": (b"\xff\xffnot brotli at all" * 4, "br"),
+        "cut brotli": (brotli.compress(raw)[:4], "br"),
+    }
+
+
+@pytest.mark.parametrize("protocol", sorted(ROUTES))
+def test_corrupt_compressed_bodies_are_refused_in_each_protocols_shape(minilm_server, protocol):
+    path, valid = ROUTES[protocol]
+    log_before = len(minilm_server.log())
+    for name, (body, encoding) in corrupt_bodies(json.dumps(valid).encode()).items():
+        response = requests.post(minilm_server.url + path, data=body, timeout=30,
+                                 headers={"Content-Encoding": encoding, "Content-Type": "application/json"})
+        assert response.status_code == STATUS[protocol], (name, response.status_code, response.text)
+        assert_shape(protocol, response)
+    good = requests.post(minilm_server.url + path, data=gzip.compress(json.dumps(valid).encode()), timeout=30,
+                         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert good.status_code == 200
+    new_log = minilm_server.log()[log_before:]
+    assert "Traceback" not in new_log and "Unhandled exception" not in new_log
+
+
+@pytest.mark.parametrize("body, path", [
+    ({"model": MODEL, "input": [[101, BIG_ID]]}, "/v1/embeddings"),
+    ({"model": MODEL, "input": [BIG_ID, 7]}, "/v1/embeddings"),
+    ({"model": MODEL, "input": [[-BIG_ID]]}, "/v1/embeddings"),
+    ({"inputs": [[101, BIG_ID]]}, "/embed"),
+    ({"inputs": [BIG_ID]}, "/embed"),
+])
+def test_token_ids_beyond_int64_are_refused_as_outside_the_vocabulary(minilm_server, body, path):
+    response = requests.post(minilm_server.url + path, json=body, timeout=30)
+    assert response.status_code == (422 if path == "/embed" else 400), response.text
+    assert "vocabulary" in response.text or "integer token ids" in response.text  # JSON reads -2**63-5 as a float
+
+
+def test_kserve_refuses_an_output_named_twice(minilm_server):
+    body = dict(ROUTES["kserve"][1], outputs=[{"name": "sentence_embedding"}] * 3)
+    response = requests.post(minilm_server.url + V2_INFER, json=body, timeout=30)
+    assert response.status_code == 400 and "more than once" in response.json()["error"]
+
+
+def test_one_pre_tokenized_input_longer_than_max_inputs_is_one_input(minilm_server):
+    ids = [2000 + i % 500 for i in range(2049)]
+    for path, body in (("/v1/embeddings", {"model": MODEL, "input": ids}), ("/embed", {"inputs": ids})):
+        response = requests.post(minilm_server.url + path, json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Truncated-Inputs"] == "1"
+
+
+@pytest.mark.parametrize("protocol", sorted(ROUTES))
+def test_a_text_over_max_input_chars_is_refused_before_tokenizing(minilm_server, protocol):
+    path, _ = ROUTES[protocol]
+    text = "word " * 400_001  # 2,000,005 characters, over the default --max-input-chars
+    body = {"openai": {"model": MODEL, "input": text}, "tei": {"inputs": [text]},
+            "kserve": {"inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": [text]}]}}[protocol]
+    response = requests.post(minilm_server.url + path, json=body, timeout=60)
+    assert response.status_code == STATUS[protocol] and "characters" in response.text
+    assert_shape(protocol, response)

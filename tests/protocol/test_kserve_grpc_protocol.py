@@ -1,0 +1,157 @@
+"""protocols/kserve_grpc.py against the messages tritonclient.grpc builds and reads (no server, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2
+from tritonclient.grpc._utils import _get_inference_request
+
+from server.embedding import ChunkSet, chunk_tensors
+from server.errors import ErrorKind, ServerError
+from server.options import Chunking
+from server.protocols import kserve, kserve_grpc
+from server.statistics import ModelStatistics
+
+MODEL = "m"
+TEXTS = ["hello", "", "Grüße ✓ 東京", "nul\x00inside", "x" * 70000]
+
+
+def client_request(inputs, outputs=None, request_id="", timeout=None, parameters=None):
+    return _get_inference_request(model_name=MODEL, inputs=inputs, model_version="", request_id=request_id,
+                                  outputs=outputs, sequence_id=0, sequence_start=False, sequence_end=False,
+                                  priority=0, timeout=timeout, parameters=parameters)
+
+
+def text_input(texts, shape=None):
+    array = np.array(texts, dtype=object)
+    array = array.reshape(shape) if shape else array
+    tensor = grpcclient.InferInput("TEXT", list(array.shape), "BYTES")
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+def parse(request, max_inputs=2048):
+    return kserve_grpc.parse_infer_request(request, max_inputs=max_inputs)
+
+
+def rejected(request, words, kind=ErrorKind.INVALID_INPUT, max_inputs=2048):
+    with pytest.raises(ServerError) as info:
+        parse(request, max_inputs)
+    assert info.value.kind is kind and words in info.value.message, info.value.message
+
+
+@pytest.mark.parametrize("shape", [None, (len(TEXTS), 1)])
+def test_raw_text_from_tritonclient_parses_like_http(shape):
+    parsed = parse(client_request([text_input(TEXTS, shape)], request_id="r1", timeout=2500))
+    assert parsed.texts == TEXTS and parsed.id == "r1" and parsed.timeout_us == 2500
+    assert parsed.outputs == [kserve.RequestedOutput(kserve.OUTPUT, True)]
+
+
+def test_text_as_bytes_contents():
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="TEXT", datatype="BYTES", shape=[2, 1]).contents.bytes_contents.extend([b"a", b"b"])
+    assert parse(request).texts == ["a", "b"]
+
+
+def test_ids_raw_and_as_int64_contents():
+    ids = np.array([[101, 7, 102, 0], [101, 8, 9, 102]], dtype=np.int64)
+    mask = (ids != 0).astype(np.int64)
+    raw = []
+    for name, array in (("input_ids", ids), ("attention_mask", mask)):
+        tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
+        tensor.set_data_from_numpy(array)
+        raw.append(tensor)
+    parsed = parse(client_request(raw))
+    assert (parsed.input_ids == ids).all() and (parsed.attention_mask == mask).all()
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    for name, array in (("input_ids", ids), ("attention_mask", mask)):
+        request.inputs.add(name=name, datatype="INT64", shape=[2, 4]).contents.int64_contents.extend(
+            array.ravel().tolist())
+    parsed = parse(request)
+    assert (parsed.input_ids == ids).all() and (parsed.attention_mask == mask).all()
+
+
+def test_bad_requests_get_the_http_messages():
+    rejected(client_request([text_input(["a", "b"], (1, 2))]), "Expected [-1] or [-1,1], got [1, 2]")
+    rejected(client_request([text_input(["a"] * 3)]), "at most 2", max_inputs=2)
+    wrong = grpcclient.InferInput("TEXT", [1], "FP32")
+    wrong.set_data_from_numpy(np.zeros(1, np.float32))
+    rejected(client_request([wrong]), "data-type is 'FP32'")
+    rejected(client_request([text_input(["a"])], outputs=[grpcclient.InferRequestedOutput("x")]),
+             "unexpected inference output 'x'")
+    shared = text_input(["a"])
+    shared.set_shared_memory("region", 8)
+    rejected(client_request([shared]), "shared memory is not supported", ErrorKind.UNSUPPORTED)
+    rejected(client_request([text_input([b"\xff"])]), "not valid UTF-8")
+    request = client_request([text_input(["a"])])
+    request.raw_input_contents.append(b"extra")
+    rejected(request, "expected 1 raw_input_contents")
+    request = client_request([text_input(["a"])])
+    request.raw_input_contents[0] = b"\x05\x00\x00\x00ab"
+    rejected(request, "declares 5 bytes")
+    rejected(service_pb2.ModelInferRequest(model_name=MODEL), "'inputs' must be a non-empty list")
+    request = client_request([text_input(["a"])])
+    request.parameters["timeout"].string_param = "soon"
+    rejected(request, "'timeout' must be a non-negative integer")
+
+
+def test_response_is_read_back_exactly_by_tritonclient():
+    vectors = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    response = kserve_grpc.infer_response(model=MODEL, version="1", request_id="id-7",
+                                          tensors={kserve.OUTPUT: vectors},
+                                          outputs=[kserve.RequestedOutput(kserve.OUTPUT, True)])
+    result = grpcclient.InferResult(response)
+    got = result.as_numpy(kserve.OUTPUT)
+    assert got.dtype == np.float32 and got.shape == (3, 8) and (got == vectors).all()
+    assert response.id == "id-7" and response.model_version == "1"
+
+
+def test_chunk_outputs_are_read_back_exactly_by_tritonclient():
+    chunks = [ChunkSet(np.ones((2, 4), np.float32), np.array([[0, 5], [3, 9]])),
+              ChunkSet(np.full((1, 4), 2, np.float32), np.array([[0, 2]]))]
+    tensors = {kserve.OUTPUT: np.zeros((2, 4), np.float32), **chunk_tensors(chunks, 4)}
+    outputs = [kserve.RequestedOutput(name, True) for name in (kserve.OUTPUT, *kserve.CHUNK_OUTPUTS)]
+    result = grpcclient.InferResult(kserve_grpc.infer_response(model=MODEL, version="1", request_id=None,
+                                                               tensors=tensors, outputs=outputs))
+    assert result.as_numpy("chunk_count").dtype == np.int64 and result.as_numpy("chunk_count").tolist() == [2, 1]
+    assert result.as_numpy("chunk_embedding").shape == (2, 2, 4)
+    assert result.as_numpy("chunk_embedding")[1].tolist() == [[2] * 4, [0] * 4]
+    assert result.as_numpy("chunk_span")[0].tolist() == [[0, 5], [3, 9]]
+
+
+def test_request_parameters_become_the_same_options_as_over_http():
+    request = client_request([text_input(["a"])])
+    for key, value in (("prompt_name", "query"), ("truncation_direction", "Left"), ("chunking", "chunks")):
+        request.parameters[key].string_param = value
+    request.parameters["chunk_overlap"].int64_param = 4
+    parsed = kserve_grpc.parse_infer_request(request, max_inputs=8)
+    assert parsed.options.prompt_name == "query" and parsed.options.truncation_direction == "left"
+    assert parsed.options.chunking == Chunking("chunks", 4) and not parsed.outputs_given
+    request.parameters["input_type"].string_param = "query"
+    rejected(request, "'input_type' must be one of")
+
+
+def test_statistics_json_becomes_the_grpc_message():
+    stats = ModelStatistics(MODEL, 1)
+    stats.record_execution(4, 10, 20, 30)
+    stats.record_success(100, 5, 10, 20, 30)
+    message = kserve_grpc.statistics([stats.as_json()])
+    (entry,) = message.model_stats
+    assert entry.name == MODEL and entry.version == "1" and entry.inference_count == 4
+    assert entry.inference_stats.success.count == 1 and entry.inference_stats.success.ns == 100
+    assert [(b.batch_size, b.compute_infer.ns) for b in entry.batch_stats] == [(4, 20)]
+
+
+def test_repository_index_and_load_parameters():
+    rows = [{"name": "a", "version": "1", "state": "READY", "reason": ""},
+            {"name": "b", "state": "UNAVAILABLE", "reason": "unloaded"}]
+    assert [m.name for m in kserve_grpc.repository_index(rows, False).models] == ["a", "b"]
+    assert [m.name for m in kserve_grpc.repository_index(rows, True).models] == ["a"]
+    request = service_pb2.RepositoryModelLoadRequest(model_name="a")
+    assert kserve_grpc.load_parameters(request) is None
+    request.parameters["config"].string_param = "{}"
+    with pytest.raises(ServerError) as info:
+        kserve.check_load_request(kserve_grpc.load_parameters(request))
+    assert info.value.kind is ErrorKind.UNSUPPORTED
