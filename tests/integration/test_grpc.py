@@ -241,7 +241,7 @@ def guarded_server(tmp_path_factory, minilm_repository):
     repository = tmp_path_factory.mktemp("grpc-repo")
     link_model(minilm_repository, repository, MODEL)
     server = start_server(repository, "--max-request-bytes", "65536", "--max-inputs", "8",
-                          env={"OES_API_KEY": KEY})
+                          "--model-control", "true", env={"OES_API_KEY": KEY})
     yield server
     assert server.stop() == 0
 
