@@ -384,6 +384,24 @@ def test_a_chunked_request_holds_its_windows_in_the_token_budget(repository):
         assert process.stop() == 0
 
 
+def test_a_chunks_response_is_bounded_by_max_response_bytes(repository, st):
+    """The response-size check counts every window's vector and span: estimated low before embedding, then
+    exactly before serializing. Limit: room for ~1300 floats (16 JSON bytes each, 4096 of overhead)."""
+    process = start_server(repository, "--max-response-bytes", str(1300 * 16 + 4096), "--models", MODEL)
+    try:
+        windows = len(windowed_reference(st, LONG, PROMPTS["query"], 32)[1])
+        assert 384 + windows * 386 > 1300 > 384 + 386  # over the limit only once the windows are known
+        refused = post(process, "/v1/embeddings", {"model": MODEL, "input": LONG, "encoding_format": "float",
+                                                   "chunking": {"mode": "chunks"}})
+        assert refused.status_code == 400 and "--max-response-bytes" in refused.json()["error"]["message"]
+        tei = post(process, "/embed", {"inputs": LONG, "chunking": {"mode": "chunks"}})
+        assert tei.status_code == 422 and "--max-response-bytes" in tei.json()["error"]
+        mean = post(process, "/v1/embeddings", {"model": MODEL, "input": LONG, "chunking": {"mode": "mean"}})
+        assert mean.status_code == 200
+    finally:
+        assert process.stop() == 0
+
+
 def pending(process) -> float:
     text = requests.get(process.url + "/metrics", timeout=10).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
