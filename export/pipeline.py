@@ -97,6 +97,7 @@ def execute(plan: Plan) -> list[Published]:
     log.info("loading %s", plan.source.path)
     model = source.load_sentence_transformer(plan.source, plan.max_seq_length)
     reference = verify.reference_embeddings(model, verify.PROBE_TEXTS)
+    prompts, default_prompt_name = source.prompts_of(model)
     facts = report.SourceFacts(
         reference=plan.source.reference,
         path=plan.source.path,
@@ -108,6 +109,8 @@ def execute(plan: Plan) -> list[Published]:
         dimension=int(reference.shape[1]),
         padding=tokenizer.padding_of(model),
         weights_sha256=source.weights_sha256(plan.source.path),
+        prompts=tuple(prompts.items()),
+        default_prompt_name=default_prompt_name,
     )
     config = plan.config
     with tempfile.TemporaryDirectory(prefix="onnx-export-") as scratch, contextlib.ExitStack() as stack:
@@ -174,6 +177,8 @@ def _contract(plan: Plan, facts: report.SourceFacts, precision: str, directory: 
         source=plan.source.reference,
         max_batch_size=plan.config.max_batch_size,
         max_batch_tokens=plan.config.max_batch_tokens,
+        prompts=facts.prompts,
+        default_prompt_name=facts.default_prompt_name,
     )
 
 

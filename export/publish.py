@@ -25,7 +25,11 @@ from server.repository import (
     PARAM_POOLING,
     PARAM_PRECISION,
     PARAM_SOURCE,
+    OUTPUT_CHUNK_COUNT,
+    OUTPUT_CHUNK_EMBEDDING,
+    OUTPUT_CHUNK_SPAN,
     ModelConfig,
+    prompt_parameters,
     conform_inputs,
     write_model_config,
 )
@@ -53,6 +57,17 @@ class Contract:
     source: str
     max_batch_size: int
     max_batch_tokens: int
+    prompts: tuple[tuple[str, str], ...] = ()
+    default_prompt_name: str | None = None
+
+
+def _chunk_outputs(config: ModelConfig, dimension: int) -> None:
+    """The outputs the server adds for `chunking=chunks` requests: [n, chunks, dim], [n] and [n, chunks, 2]."""
+    config.output.add(name=OUTPUT_CHUNK_EMBEDDING, data_type=model_config_pb2.TYPE_FP32, dims=[-1, dimension])
+    count = config.output.add(name=OUTPUT_CHUNK_COUNT, data_type=model_config_pb2.TYPE_INT64, dims=[1])
+    count.reshape.shape[:] = []
+    count.reshape.SetInParent()
+    config.output.add(name=OUTPUT_CHUNK_SPAN, data_type=model_config_pb2.TYPE_INT64, dims=[-1, 2])
 
 
 def model_config(contract: Contract) -> ModelConfig:
@@ -65,6 +80,7 @@ def model_config(contract: Contract) -> ModelConfig:
     config.output.add(
         name="sentence_embedding", data_type=model_config_pb2.TYPE_FP32, dims=[contract.dimension]
     )
+    _chunk_outputs(config, contract.dimension)
     config.dynamic_batching.max_queue_delay_microseconds = 0
     config.dynamic_batching.default_queue_policy.max_queue_size = MAX_QUEUE_SIZE
     group = model_config_pb2.ModelInstanceGroup
@@ -78,6 +94,7 @@ def model_config(contract: Contract) -> ModelConfig:
         PARAM_PRECISION: contract.precision,
         PARAM_MAX_BATCH_TOKENS: str(contract.max_batch_tokens),
         PARAM_SOURCE: contract.source,
+        **prompt_parameters(dict(contract.prompts), contract.default_prompt_name),
     }
     for key, value in parameters.items():
         config.parameters[key].string_value = value

@@ -47,6 +47,8 @@ class SourceFacts:
     dimension: int
     padding: Padding
     weights_sha256: dict[str, str]
+    prompts: tuple[tuple[str, str], ...] = ()
+    default_prompt_name: str | None = None
 
 
 def verification_fields(primary: Parity, comparisons: dict[str, Parity], gate: dict | None = None) -> dict:
@@ -118,6 +120,8 @@ def finish(
             "normalize": facts.normalize,
             "dimension": facts.dimension,
             "max_seq_length": facts.max_seq_length,
+            "prompts": dict(facts.prompts),
+            "default_prompt_name": facts.default_prompt_name,
         },
         "tokenizer": {
             "truncation": {

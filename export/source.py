@@ -149,6 +149,7 @@ def inspect_source(reference: str, path: Path) -> SourceModel:
         raise InputError(
             f"{path}: expected exactly one {POOLING_MODULE} module, found modules {', '.join(types)}"
         )
+    _check_include_prompt(path, modules)
 
     transformer_dir = path / str(modules[0].get("path", ""))
     config = _read_json(transformer_dir / "config.json", "the transformer config")
@@ -163,6 +164,21 @@ def inspect_source(reference: str, path: Path) -> SourceModel:
         num_heads=int(config.get("num_attention_heads", 0)),
         hidden_size=int(config.get("hidden_size", 0)),
     )
+
+
+def _check_include_prompt(path: Path, modules: list[dict]) -> None:
+    """Refuse a Pooling that leaves the prompt's tokens out (`include_prompt: false`): the exported graph pools
+    every token, so it would serve different vectors for any prompt."""
+    pooling = next(m for m in modules if _class_name(str(m["type"])) == POOLING_MODULE)
+    config_path = path / str(pooling.get("path", "")) / "config.json"
+    if not config_path.is_file():
+        return
+    if _read_json(config_path, "the pooling config").get("include_prompt", True) is False:
+        raise InputError(
+            f"{path}: its Pooling excludes the prompt tokens (include_prompt: false in {config_path.name}); "
+            "the exported graph pools every token, so prompted vectors would differ from sentence-transformers. "
+            "Models with include_prompt: false are not supported"
+        )
 
 
 def _own_max_seq_length(transformer_dir: Path) -> int | None:
@@ -238,6 +254,18 @@ def pooling_mode(model: SentenceTransformer) -> str:
     pooling = next(m for m in model if type(m).__name__ == POOLING_MODULE)
     mode = pooling.pooling_mode
     return mode if isinstance(mode, str) else "+".join(mode)
+
+
+def prompts_of(model: SentenceTransformer) -> tuple[dict[str, str], str | None]:
+    """The model's prompts as `SentenceTransformer.prompts` exposes them, without the empty placeholders
+    sentence-transformers adds to every model, and its default prompt name."""
+    prompts = {str(name): str(text) for name, text in (model.prompts or {}).items() if text}
+    default = model.default_prompt_name
+    if default is not None and default not in prompts:
+        if (model.prompts or {}).get(default) == "":
+            return prompts, None
+        raise InputError(f"the model's default_prompt_name {default!r} is not one of its prompts {sorted(prompts)}")
+    return prompts, default
 
 
 def normalizes(model: SentenceTransformer) -> bool:

@@ -59,9 +59,12 @@ class Parity:
 
 
 def reference_embeddings(model: SentenceTransformer, texts: Sequence[str]) -> np.ndarray:
+    """The texts as sentence-transformers embeds them without any prompt (`prompt=""` also overrides the
+    model's default_prompt_name): the graph is checked on exactly the text it is fed."""
     with quiet():
         embeddings = model.encode(
             list(texts),
+            prompt="",
             batch_size=len(texts),
             convert_to_numpy=True,
             normalize_embeddings=False,

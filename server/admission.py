@@ -57,3 +57,19 @@ class TokenBudget:
                               retry_after_s=1)
         self.reserved += tokens
         return Ticket(self, tokens)
+
+
+def estimate_window_tokens(text_chars: Sequence[int], max_seq_length: int, specials: int, overlap: int) -> int:
+    """Tokens chunked texts will probably need (at most one token per character, as above): one sequence of
+    min(max_seq_length, characters + `specials`) for a short text, else its windows (each room =
+    max_seq_length - `specials` new tokens, stride room - overlap) at max_seq_length each. `specials` counts the
+    special tokens and the prompt (repeated in every window)."""
+    room = max(1, max_seq_length - specials)
+    stride = max(1, room - overlap)
+    total = 0
+    for chars in text_chars:
+        if chars <= room:
+            total += min(max_seq_length, chars + specials)
+        else:
+            total += (1 + -(-(chars - room) // stride)) * max_seq_length
+    return total

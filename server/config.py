@@ -44,6 +44,8 @@ class ServerConfig:
     request_timeout_ms: int | None = None
     truncate: bool = True
     max_inputs: int = 2048
+    chunking: str = "none"
+    chunk_overlap: int = 32
     max_request_bytes: int = 16 * 1024 * 1024
     api_key: str | None = None
     model_control: bool = False
@@ -70,6 +72,8 @@ class ServerConfig:
             raise ValueError("max_queue_tokens must be >= 0 (0 = no bound)")
         if self.max_inputs < 1 or self.max_request_bytes < 1024:
             raise ValueError("max_inputs must be >= 1 and max_request_bytes >= 1024")
+        if self.chunking not in ("none", "mean", "chunks") or self.chunk_overlap < 0:
+            raise ValueError("chunking must be none, mean or chunks, and chunk_overlap >= 0")
         self._check_limits()
 
     def _check_limits(self) -> None:
@@ -175,6 +179,11 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
      "Truncate inputs longer than the model's max_seq_length (counted in a metric and a response header); "
      "false rejects them."),
     ("--max-inputs", int, 2048, "Most inputs in one request (OpenAI's limit is 2048)."),
+    ("--chunking", str, "none",
+     "Default for requests that do not say: 'none' truncates inputs longer than max_seq_length; 'mean' embeds "
+     "them in overlapping token windows and returns the token-weighted mean; 'chunks' also returns each "
+     "window's vector and character span."),
+    ("--chunk-overlap", int, 32, "Tokens shared by consecutive windows when chunking (default for requests)."),
     ("--max-request-bytes", int, 16 * 1024 * 1024,
      "Largest request body accepted (413 beyond), and largest gRPC message (RESOURCE_EXHAUSTED beyond)."),
     ("--api-key", str, None, "Require 'Authorization: Bearer <key>' on every route but liveness and readiness."),
@@ -270,6 +279,8 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
             request_timeout_ms=args.request_timeout_ms,
             truncate=args.truncate,
             max_inputs=args.max_inputs,
+            chunking=args.chunking,
+            chunk_overlap=args.chunk_overlap,
             max_request_bytes=args.max_request_bytes,
             api_key=args.api_key or None,
             model_control=args.model_control,

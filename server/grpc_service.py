@@ -162,9 +162,9 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         model, config = self._model(request.model_name, request.model_version), self.app[CONFIG]
         parsed = kserve_grpc.parse_infer_request(request, max_inputs=config.max_inputs,
                                                  max_input_chars=config.max_input_chars)
-        result = await kserve_infer.embed(model, parsed, config)
+        inferred = await kserve_infer.infer(model, parsed, config)
         return kserve_grpc.infer_response(model=model.info.name, version=str(model.info.version),
-                                          request_id=parsed.id, vectors=result.vectors, outputs=parsed.outputs)
+                                          request_id=parsed.id, tensors=inferred.tensors, outputs=inferred.outputs)
 
     @_rpc()
     async def ModelInfer(self, request, context):

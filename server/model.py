@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .scheduler import Job, JobResult, WorkQueue
 from .layout import instance_specs
+from .prompts import PromptSet
 from .session import SessionSpec, create_session, release_freed_memory
 from .statistics import ModelStatistics
 from .tokenizer import TextTokenizer, Tokenized
@@ -32,6 +34,8 @@ OUTPUT_NAME = "sentence_embedding"
 # Requests with more characters than this are tokenized off the event loop.
 INLINE_TOKENIZE_CHARS = 4096
 DEFAULT_MAX_BATCH_TOKENS = 2048
+T = TypeVar("T")
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class ServedModel:
         self.info = info
         self.tokenizer = tokenizer
         self.entry = entry
+        self.prompts = PromptSet.from_entry(entry)
         self.stats = stats
         self._dispatcher = dispatcher
         self._workers = workers
@@ -118,6 +123,7 @@ class ServedModel:
         max_seq_length = int(entry.parameter(repo.PARAM_MAX_SEQ_LENGTH, "0") or 0)
         if max_seq_length <= 0:
             raise repo.RepositoryError(f"{entry.name}: config.pbtxt lacks parameter {repo.PARAM_MAX_SEQ_LENGTH}")
+        PromptSet.from_entry(entry)  # a default_prompt_name that names no prompt fails the load
         tokenizer = TextTokenizer(entry.tokenizer_path, max_seq_length, truncate=config.truncate)
         policy, queue_size = _policy(entry, config)
         stats = ModelStatistics(entry.name, entry.version)
@@ -160,17 +166,45 @@ class ServedModel:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._tokenize_pool, self.tokenizer.encode_ids, token_lists)
 
+    async def off_loop(self, work: Callable[[], T], chars: int) -> T:
+        """Run tokenizing `work` inline when its input is small (`chars`), else on the model's tokenizer thread."""
+        if chars <= INLINE_TOKENIZE_CHARS:
+            return work()
+        return await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
+
     async def embed_texts(self, texts: list[str], *, timeout_ms: int | None = None,
                           check: Callable[[Tokenized], None] | None = None) -> Embeddings:
         """Admit (from the texts' sizes), tokenize, `check` the tokens, embed; refusals come before tokenizing."""
+        _, result = await self.embed_prepared(
+            lambda model: estimate_text_tokens(texts, model.info.max_seq_length, model._specials),
+            lambda tokenizer: tokenizer.encode_texts(texts), lambda tokenized: tokenized,
+            sum(map(len, texts)), timeout_ms=timeout_ms, check=check)
+        return result
+
+    async def embed_prepared(self, estimate: Callable[[ServedModel], int], prepare: Callable[[TextTokenizer], P],
+                             tokens_of: Callable[[P], Tokenized], chars: int, *, timeout_ms: int | None = None,
+                             check: Callable[[Tokenized], None] | None = None) -> tuple[P, Embeddings]:
+        """Admit a request from its `estimate` of tokens (before any tokenizing), `prepare` its sequences with
+        this model's tokenizer (off the loop beyond INLINE_TOKENIZE_CHARS `chars`), `check` them, embed them.
+
+        The one path of every text request (plain, prompted, left-truncated, chunked): its reservation counts
+        against --max-queue-tokens from admission until it is answered, refused or cancelled. Returns what
+        `prepare` built (`tokens_of` it gives the sequences) and the embeddings.
+        """
         if self._successor is not None:  # reloaded since the route picked this instance
-            return await self._successor.embed_texts(texts, timeout_ms=timeout_ms, check=check)
-        ticket = self._admit(estimate_text_tokens(texts, self.info.max_seq_length, self._specials))
+            return await self._successor.embed_prepared(estimate, prepare, tokens_of, chars, timeout_ms=timeout_ms,
+                                                        check=check)
+        ticket = self._admit(estimate(self))
         try:
-            tokenized = await self.tokenize_texts(texts)
-            return await self._embed_admitted(tokenized, ticket, timeout_ms, check)
+            prepared = await self.off_loop(lambda: prepare(self.tokenizer), chars)
+            return prepared, await self._embed_admitted(tokens_of(prepared), ticket, timeout_ms, check)
         finally:
             ticket.release()
+
+    @property
+    def special_tokens(self) -> int:
+        """How many special tokens the tokenizer puts around one sequence."""
+        return self._specials
 
     async def embed_ids(self, token_lists: list[list[int]], *, timeout_ms: int | None = None,
                         check: Callable[[Tokenized], None] | None = None) -> Embeddings:

@@ -19,6 +19,19 @@ _TEI_ERROR = {"type": "object", "required": ["error", "error_type"],
               "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}}}
 
 _TOKEN_IDS = {"type": "array", "items": {"type": "integer"}, "minItems": 1}
+_CHUNKING = {"type": "object", "required": ["mode"],
+             "properties": {"mode": {"type": "string", "enum": ["mean", "chunks", "none"]},
+                            "overlap": {"type": "integer", "minimum": 0}}}
+_INPUT_TYPES = ["search_query", "search_document", "classification", "clustering"]
+_OPTIONS = {  # server/options.py
+    "prompt_name": {"type": "string"},
+    "prompt": {"type": "string"},
+    "input_type": {"type": "string", "enum": _INPUT_TYPES},
+    "chunking": _CHUNKING,
+}
+_CHUNK = {"type": "object", "required": ["embedding", "start", "end"],
+          "properties": {"embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]},
+                         "start": {"type": "integer"}, "end": {"type": "integer"}}}
 _EMBEDDINGS_REQUEST = {
     "type": "object",
     "required": ["input"],
@@ -33,6 +46,8 @@ _EMBEDDINGS_REQUEST = {
         "encoding_format": {"type": "string", "enum": ["float", "base64"]},
         "dimensions": {"type": "integer", "minimum": 1},
         "user": {"type": "string"},
+        "truncation_direction": {"type": "string", "enum": ["right", "left"]},
+        **_OPTIONS,
     },
 }
 _EMBEDDINGS_RESPONSE = {
@@ -44,7 +59,8 @@ _EMBEDDINGS_RESPONSE = {
             "type": "object", "required": ["object", "index", "embedding"],
             "properties": {"object": {"type": "string"}, "index": {"type": "integer"},
                            "embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}},
-                                                   {"type": "string"}]}}}},
+                                                   {"type": "string"}]},
+                           "chunks": {"type": "array", "items": _CHUNK}}}},
         "model": {"type": "string"},
         "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"],
                   "properties": {"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}}},
@@ -70,6 +86,7 @@ _TEI_EMBED_REQUEST = {
         "normalize": {"type": "boolean"}, "truncate": {"type": "boolean"},
         "truncation_direction": {"type": "string", "enum": ["Right", "Left", "right", "left"]},
         "dimensions": {"type": "integer", "minimum": 1},
+        **_OPTIONS,
     },
 }
 _MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}

@@ -53,6 +53,24 @@ PARAM_DIMENSION = "dimension"
 PARAM_PRECISION = "precision"
 PARAM_MAX_BATCH_TOKENS = "max_batch_tokens"
 PARAM_SOURCE = "source_model"
+# A model's prompts (sentence-transformers' `prompts`): one parameter per prompt, `prompt:<name>` = its text,
+# and the name applied when a request names none.
+PARAM_PROMPT_PREFIX = "prompt:"
+PARAM_DEFAULT_PROMPT_NAME = "default_prompt_name"
+
+# Outputs beside `sentence_embedding` that the server computes for `chunking=chunks` requests (declared in
+# config.pbtxt; shapes without the batch dimension: [-1, dim] FP32, [] INT64, [-1, 2] INT64).
+OUTPUT_CHUNK_EMBEDDING = "chunk_embedding"
+OUTPUT_CHUNK_COUNT = "chunk_count"
+OUTPUT_CHUNK_SPAN = "chunk_span"
+
+
+def prompt_parameters(prompts: dict[str, str], default_name: str | None) -> dict[str, str]:
+    """The config.pbtxt parameters that record `prompts` (name -> text) and the default prompt name."""
+    parameters = {PARAM_PROMPT_PREFIX + name: text for name, text in prompts.items()}
+    if default_name is not None:
+        parameters[PARAM_DEFAULT_PROMPT_NAME] = default_name
+    return parameters
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -191,6 +209,16 @@ class ModelEntry:
         if key in self.config.parameters:
             return self.config.parameters[key].string_value
         return default
+
+    def prompts(self) -> tuple[dict[str, str], str | None]:
+        """The model's prompts (name -> text, sorted by name) and its default prompt name, from the parameters."""
+        prompts = {key[len(PARAM_PROMPT_PREFIX):]: value.string_value
+                   for key, value in sorted(self.config.parameters.items()) if key.startswith(PARAM_PROMPT_PREFIX)}
+        default = self.parameter(PARAM_DEFAULT_PROMPT_NAME) or None
+        if default is not None and default not in prompts:
+            raise RepositoryError(f"{self.name}: {PARAM_DEFAULT_PROMPT_NAME} {default!r} is not one of its prompts "
+                                  f"{sorted(prompts)}")
+        return prompts, default
 
 
 def find_model(repository: Path, name: str, version: int | None = None) -> ModelEntry:

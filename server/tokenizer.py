@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from .errors import invalid
 
@@ -113,6 +113,10 @@ class TextTokenizer:
         if len(text) > self.max_seq_length * PREFIX_CHARS_PER_TOKEN:
             return f"over {self.max_seq_length + PREFIX_MARGIN_TOKENS}"
         return str(len(self._untruncated.encode_batch([text])[0].ids))
+
+    def encode_full(self, texts: list[str]) -> list[Encoding]:
+        """Untruncated encodings with the special tokens, for left truncation and chunking (server/chunking.py)."""
+        return self._untruncated.encode_batch(texts)  # releases the GIL (`encode` holds it throughout)
 
     def encode_ids(self, token_lists: list[list[int]]) -> Tokenized:
         """Pre-tokenized input (ids without special tokens): add the model's special tokens, check the vocabulary."""

@@ -19,7 +19,9 @@ import orjson
 
 from ..errors import ErrorKind, ServerError, invalid
 from . import bounded_json
-from ..repository import ModelConfig, model_config_pb2
+from ..options import DEFAULT, EmbeddingOptions, options_from_parameters
+from ..repository import (OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_SPAN, ModelConfig,
+                          model_config_pb2)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PLATFORM = "onnxruntime_onnx"
@@ -30,6 +32,7 @@ INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
 TOKEN_TYPE_IDS = "token_type_ids"
 OUTPUT = "sentence_embedding"
+CHUNK_OUTPUTS = (OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_SPAN)
 
 _DATATYPES = {TEXT: "BYTES", INPUT_IDS: "INT64", ATTENTION_MASK: "INT64", TOKEN_TYPE_IDS: "INT64"}
 _SHARED_MEMORY_KEYS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
@@ -49,6 +52,9 @@ class InferRequest:
     attention_mask: np.ndarray | None  # [N, L] int64
     outputs: list[RequestedOutput]
     timeout_us: int | None
+    options: EmbeddingOptions = DEFAULT  # from the request parameters (see server/options.py)
+    outputs_given: bool = True  # False: the client asked for no output by name, so it gets every one that applies
+    binary_default: bool = False
 
     @property
     def count(self) -> int:
@@ -244,22 +250,22 @@ def _outputs(body: dict, model: str, binary_default: bool) -> list[RequestedOutp
     for out in requested:
         if not isinstance(out, dict) or not isinstance(out.get("name"), str):
             raise invalid("each requested output must be an object with a string 'name'")
-        outputs.append(requested_output(out["name"], _parameters(out, f"output '{OUTPUT}'"), model,
+        outputs.append(requested_output(out["name"], _parameters(out, f"output '{out['name']}'"), model,
                                         binary_default))
     return check_unique(outputs)
 
 
 def requested_output(name: str, params: dict, model: str, binary_default: bool) -> RequestedOutput:
-    """One requested output, checked (any protocol): only the embedding, no classification."""
-    if name != OUTPUT:
+    """One requested output, checked (any protocol): the embedding or a chunk output, no classification."""
+    if name != OUTPUT and name not in CHUNK_OUTPUTS:
         raise invalid(f"unexpected inference output '{name}' for model '{model}'")
-    check_parameters(params, f"output '{OUTPUT}'")
+    check_parameters(params, f"output '{name}'")
     if params.get("classification"):
-        raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{OUTPUT}'")
+        raise ServerError(ErrorKind.UNSUPPORTED, f"classification is not supported for output '{name}'")
     binary = params.get("binary_data", binary_default)
     if not isinstance(binary, bool):
-        raise invalid(f"output '{OUTPUT}': 'binary_data' must be a boolean")
-    return RequestedOutput(OUTPUT, binary)
+        raise invalid(f"output '{name}': 'binary_data' must be a boolean")
+    return RequestedOutput(name, binary)
 
 
 def check_unique(outputs: list[RequestedOutput]) -> list[RequestedOutput]:
@@ -333,21 +339,25 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
     found = _collect_inputs(body, binary, model)
     outputs = _outputs(body, model, binary_default)
     return assemble_request(found, request_id=request_id, outputs=outputs, timeout_us=timeout, model=model,
-                            max_inputs=max_inputs, max_input_chars=max_input_chars)
+                            max_inputs=max_inputs, max_input_chars=max_input_chars,
+                            options=options_from_parameters(params), outputs_given=bool(body.get("outputs")),
+                            binary_default=binary_default)
 
 
 def assemble_request(found: dict[str, tuple[dict, memoryview | None]], *, request_id: str | None,
                      outputs: list[RequestedOutput], timeout_us: int | None, model: str, max_inputs: int,
-                     max_input_chars: int = 2_000_000) -> InferRequest:
+                     max_input_chars: int = 2_000_000, options: EmbeddingOptions = DEFAULT,
+                     outputs_given: bool = True, binary_default: bool = False) -> InferRequest:
     """Checked inputs -> one request (any protocol). `found` maps an input name to its tensor (`shape`, and
-    `data` unless its bytes are the chunk) and its binary chunk."""
+    `data` unless its bytes are the chunk) and its binary chunk; `options` come from the request parameters
+    (`options_from_parameters`); `outputs_given` says whether the client named its outputs."""
     timeout = timeout_us or None
     if TEXT in found:
         if len(found) > 1:
             raise invalid(f"send either '{TEXT}' or '{INPUT_IDS}' + '{ATTENTION_MASK}', not both")
         tensor, chunk = found[TEXT]
         return InferRequest(request_id, _texts(tensor, model, chunk, max_inputs, max_input_chars), None, None,
-                            outputs, timeout)
+                            outputs, timeout, options, outputs_given, binary_default)
     if INPUT_IDS not in found or ATTENTION_MASK not in found:
         raise invalid(f"model '{model}' needs input '{TEXT}' (BYTES), or inputs '{INPUT_IDS}' and "
                       f"'{ATTENTION_MASK}' (INT64)")
@@ -361,7 +371,16 @@ def assemble_request(found: dict[str, tuple[dict, memoryview | None]], *, reques
         raise invalid(f"input '{INPUT_IDS}' holds {len(ids)} sequences; at most {max_inputs} are allowed")
     if TOKEN_TYPE_IDS in arrays and arrays[TOKEN_TYPE_IDS][mask != 0].any():
         raise invalid(f"'{TOKEN_TYPE_IDS}' must be all zeros: the server embeds single-segment sequences")
-    return InferRequest(request_id, None, ids, mask, outputs, timeout)
+    return InferRequest(request_id, None, ids, mask, outputs, timeout, options, outputs_given, binary_default)
+
+
+def outputs_for(request: InferRequest, *, chunks: bool) -> list[RequestedOutput]:
+    """The outputs to return: those the client named (chunk outputs included, whatever the chunking: see
+    `server/kserve_infer.py`); a client that names none gets the embedding, and the chunk outputs too when the
+    request chunks in mode 'chunks'."""
+    if not chunks or request.outputs_given:
+        return request.outputs
+    return request.outputs + [RequestedOutput(name, request.binary_default) for name in CHUNK_OUTPUTS]
 
 
 def sequences_from_ids(ids: np.ndarray, mask: np.ndarray, *, vocab_size: int, max_seq_length: int
@@ -392,20 +411,30 @@ def timeout_ms(timeout_us: int | None, server_timeout_ms: int | None) -> int | N
     return min(requested, server_timeout_ms) if server_timeout_ms else requested
 
 
+_WIRE = {"FP32": "<f4", "INT64": "<i8"}
+
+
 def build_infer_response(*, model: str, version: str, request_id: str | None, vectors: np.ndarray,
-                         outputs: list[RequestedOutput]) -> tuple[bytes, int | None]:
-    """The response body and, when any output is binary, the length of its JSON header."""
+                         outputs: list[RequestedOutput], extra: dict[str, np.ndarray] | None = None
+                         ) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the length of its JSON header.
+
+    `extra` holds the other outputs by name (the chunk tensors), FP32 or INT64 arrays.
+    """
     header: dict[str, Any] = {} if request_id is None else {"id": request_id}
     header.update(model_name=model, model_version=version, outputs=[])
+    tensors = {OUTPUT: vectors, **(extra or {})}
     chunks = []
     for output in outputs:
-        entry: dict[str, Any] = {"name": output.name, "datatype": "FP32", "shape": list(vectors.shape)}
+        array = tensors[output.name]
+        datatype = "INT64" if array.dtype.kind in "iu" else "FP32"
+        entry: dict[str, Any] = {"name": output.name, "datatype": datatype, "shape": list(array.shape)}
         if output.binary:
-            data = vectors.astype("<f4", copy=False).tobytes()
+            data = array.astype(_WIRE[datatype], copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
         else:
-            entry["data"] = np.ascontiguousarray(vectors, dtype=np.float32).ravel()
+            entry["data"] = np.ascontiguousarray(array, dtype=_WIRE[datatype]).ravel()
         header["outputs"].append(entry)
     json_part = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:

@@ -1,10 +1,11 @@
 """KServe v2 / Triton gRPC: Triton's own protobuf messages <-> the shared KServe request and bodies. No I/O.
 
 The messages are `tritonclient.grpc.service_pb2` (Triton's grpc_service.proto). Tensors go through the checks
-of `protocols/kserve.py`: the same names, data types, shapes, limits and messages as over HTTP. `TEXT` comes as
+of `protocols/kserve.py`: the same names, data types, shapes, limits and messages as over HTTP, and the same
+request `parameters` (prompt, truncation direction, chunking: `options_from_parameters`). `TEXT` comes as
 `contents.bytes_contents` or as `raw_input_contents` (each element a little-endian uint32 length and its
-bytes); the ids as `contents.int64_contents` or raw little-endian INT64. The embedding goes back as
-`raw_output_contents`, as Triton returns outputs.
+bytes); the ids as `contents.int64_contents` or raw little-endian INT64. The embedding (and the chunk
+outputs) go back as `raw_output_contents`, as Triton returns outputs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import service_pb2
 
 from ..errors import invalid
+from ..options import options_from_parameters
 from ..repository import ModelConfig
 from . import kserve
 
@@ -71,18 +73,21 @@ def parse_infer_request(request: service_pb2.ModelInferRequest, *, max_inputs: i
     outputs = kserve.check_unique(
         [kserve.requested_output(out.name, parameters(out.parameters), model, True) for out in requested])
     return kserve.assemble_request(found, request_id=request.id or None, outputs=outputs, timeout_us=timeout,
-                                   model=model, max_inputs=max_inputs,
-                                   max_input_chars=max_input_chars)
+                                   model=model, max_inputs=max_inputs, max_input_chars=max_input_chars,
+                                   options=options_from_parameters(params), outputs_given=bool(request.outputs),
+                                   binary_default=True)
 
 
-def infer_response(*, model: str, version: str, request_id: str | None, vectors: np.ndarray,
+def infer_response(*, model: str, version: str, request_id: str | None, tensors: dict[str, np.ndarray],
                    outputs: list[kserve.RequestedOutput]) -> service_pb2.ModelInferResponse:
-    """The embeddings as Triton answers over gRPC: FP32 [n, dim], little-endian, in raw_output_contents."""
+    """The outputs as Triton answers over gRPC, little-endian in raw_output_contents: the embedding FP32
+    [n, dim], the chunk outputs (`server/kserve_infer.py`) FP32 or INT64 as their arrays are."""
     response = service_pb2.ModelInferResponse(model_name=model, model_version=version, id=request_id or "")
-    data = vectors.astype("<f4", copy=False).tobytes()
     for output in outputs:
-        response.outputs.add(name=output.name, datatype="FP32", shape=list(vectors.shape))
-        response.raw_output_contents.append(data)
+        array = tensors[output.name]
+        datatype, wire = ("INT64", "<i8") if array.dtype.kind in "iu" else ("FP32", "<f4")
+        response.outputs.add(name=output.name, datatype=datatype, shape=list(array.shape))
+        response.raw_output_contents.append(np.ascontiguousarray(array, dtype=wire).tobytes())
     return response
 
 

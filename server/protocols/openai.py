@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 
 from ..errors import ErrorKind, ServerError, invalid
+from ..options import DEFAULT, EmbeddingOptions, options_from_body
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class EmbeddingsRequest:
     token_ids: list[list[int]] | None
     encoding_format: str
     dimensions: int | None
+    options: EmbeddingOptions = DEFAULT  # extra body fields: prompt_name, prompt, input_type, truncation, chunking
 
     @property
     def count(self) -> int:
@@ -86,7 +88,7 @@ def parse_embeddings_request(body: Any, *, max_inputs: int, max_input_chars: int
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise invalid("'user' must be a string", "user")
-    return EmbeddingsRequest(model or None, texts, token_ids, encoding_format, dimensions)
+    return EmbeddingsRequest(model or None, texts, token_ids, encoding_format, dimensions, options_from_body(body))
 
 
 def reduce_dimensions(vectors: np.ndarray, dimensions: int | None, *, normalize: bool) -> np.ndarray:
@@ -102,22 +104,31 @@ def reduce_dimensions(vectors: np.ndarray, dimensions: int | None, *, normalize:
     return np.ascontiguousarray(reduced, dtype=np.float32)
 
 
-def build_embeddings_response(model: str, vectors: np.ndarray, prompt_tokens: int, encoding_format: str) -> bytes:
+def _encoded(vectors: np.ndarray, encoding_format: str) -> list:
     if encoding_format == "base64":
-        little = vectors.astype("<f4", copy=False)
-        data = [{"object": "embedding", "index": i, "embedding": base64.b64encode(row.tobytes()).decode("ascii")}
-                for i, row in enumerate(little)]
-    else:
-        data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(vectors)]
+        return [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors.astype("<f4", copy=False)]
+    return list(vectors)
+
+
+def build_embeddings_response(model: str, vectors: np.ndarray, prompt_tokens: int, encoding_format: str,
+                              chunks: list[tuple[np.ndarray, np.ndarray]] | None = None) -> bytes:
+    """`chunks` (chunking mode 'chunks'): per input, its windows' vectors [k, dim] and spans [k, 2], shown as
+    data[i].chunks = [{"embedding", "start", "end"}]."""
+    data = [{"object": "embedding", "index": i, "embedding": row}
+            for i, row in enumerate(_encoded(vectors, encoding_format))]
+    for item, (chunk_vectors, spans) in zip(data, chunks or []):
+        item["chunks"] = [{"embedding": row, "start": int(start), "end": int(end)}
+                          for row, (start, end) in zip(_encoded(chunk_vectors, encoding_format), spans)]
     body = {"object": "list", "data": data, "model": model,
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def build_models_response(models: list[tuple[str, int]]) -> bytes:
+def build_models_response(models: list[tuple[str, int]], prompts: list[dict] | None = None) -> bytes:
+    """`prompts`: per model, {"prompts": {name: text}, "default_prompt_name": ...} shown beside its id."""
     return orjson.dumps({"object": "list", "data": [
-        {"id": name, "object": "model", "created": created, "owned_by": "onnx-embedding-server"}
-        for name, created in models]})
+        {"id": name, "object": "model", "created": created, "owned_by": "onnx-embedding-server", **extra}
+        for (name, created), extra in zip(models, prompts or [{}] * len(models))]})
 
 
 _CODES = {

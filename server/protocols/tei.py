@@ -3,7 +3,9 @@
 Semantics follow TEI:
 - `truncate` absent or null follows the server (`--truncate`, TEI's `--auto-truncate`); `false` rejects an
   input longer than max_seq_length with 422. `true` cannot override a server started with `--truncate false`.
-- `truncation_direction` `Right` only; `Left` is answered 422.
+- `truncation_direction` `Right` (default) or `Left` (keeps the special tokens, the prompt and the end of the
+  text); `prompt_name` picks one of the model's prompts; `chunking` embeds long inputs in windows (a `chunks`
+  request gets, per input, a list of {"embedding", "start", "end"}). See server/options.py.
 - `normalize` (default true) L2-normalizes the output. Models that normalize inside their ONNX graph (the
   `normalize` parameter of config.pbtxt, e.g. all-MiniLM-L6-v2) can't return unnormalized vectors: for them
   `normalize: false` returns the model's unit-length output, which gives the same cosine similarities.
@@ -18,7 +20,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..errors import ErrorKind, ServerError, invalid
+from ..errors import ServerError, invalid
+from ..options import DEFAULT, EmbeddingOptions, options_from_body
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class EmbedRequest:
     normalize: bool
     truncate: bool | None
     dimensions: int | None
+    options: EmbeddingOptions = DEFAULT
 
     @property
     def count(self) -> int:
@@ -98,19 +102,12 @@ def parse_embed_request(body: Any, *, max_inputs: int, dimension: int, max_input
                         ) -> EmbedRequest:
     body = _object(body)
     texts, token_ids = _inputs(body["inputs"], max_inputs, max_input_chars)
-    direction = body.get("truncation_direction")
-    if direction is not None and direction not in ("Right", "right", "Left", "left"):
-        raise invalid("`truncation_direction` must be 'Right' or 'Left'")
-    if direction in ("Left", "left"):
-        raise ServerError(ErrorKind.UNSUPPORTED,
-                          "`truncation_direction` 'Left' is not supported; use 'Right'")
+    options = options_from_body(body)
     dimensions = body.get("dimensions")
     if dimensions is not None and (not _is_int(dimensions) or not 0 < dimensions <= dimension):
         raise invalid(f"`dimensions` must be an integer from 1 to {dimension} for this model")
-    if body.get("prompt_name") is not None:
-        raise ServerError(ErrorKind.UNSUPPORTED, "`prompt_name` is not supported: this server has no prompts")
     return EmbedRequest(texts, token_ids, normalize=bool(_optional_bool(body, "normalize", True)),
-                        truncate=_optional_bool(body, "truncate", None), dimensions=dimensions)
+                        truncate=_optional_bool(body, "truncate", None), dimensions=dimensions, options=options)
 
 
 def postprocess(vectors: np.ndarray, *, dimensions: int | None, normalize: bool, normalized: bool
@@ -126,6 +123,13 @@ def postprocess(vectors: np.ndarray, *, dimensions: int | None, normalize: bool,
 
 def build_embed_response(vectors: np.ndarray) -> bytes:
     return orjson.dumps(vectors, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def build_chunks_response(chunks: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """Chunking mode 'chunks': per input, a list of {"embedding", "start", "end"} (spans index the input)."""
+    return orjson.dumps([[{"embedding": row, "start": int(start), "end": int(end)}
+                          for row, (start, end) in zip(vectors, spans)] for vectors, spans in chunks],
+                        option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def parse_tokenize_request(body: Any, *, max_inputs: int, max_input_chars: int = 2_000_000) -> TokenizeRequest:
@@ -171,6 +175,7 @@ class InfoFields:
     max_client_batch_size: int
     auto_truncate: bool
     version: str
+    prompts: dict | None = None  # {"prompts": {name: text}, "default_prompt_name": ...}
 
 
 def build_info(fields: InfoFields) -> bytes:
@@ -190,6 +195,7 @@ def build_info(fields: InfoFields) -> bytes:
         "version": fields.version,
         "sha": None,
         "docker_label": None,
+        **(fields.prompts or {}),
     })
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..embedding import TextEmbeddings, chunk_floats, embed_texts, embed_token_ids, estimated_chunk_floats
 from ..errors import invalid
 from ..model import Embeddings, ServedModel
 from ..protocols import openai
@@ -21,10 +22,10 @@ def timing_headers(result: Embeddings) -> dict[str, str]:
     }
 
 
-async def _embed(model: ServedModel, request: openai.EmbeddingsRequest) -> Embeddings:
+async def _embed(model: ServedModel, request: openai.EmbeddingsRequest, config) -> TextEmbeddings:
     if request.texts is not None:
-        return await model.embed_texts(request.texts)
-    return await model.embed_ids(request.token_ids or [])
+        return await embed_texts(model, request.texts, request.options, config)
+    return TextEmbeddings(await embed_token_ids(model, request.token_ids or [], request.options), None)
 
 
 @routes.post("/v1/embeddings")
@@ -41,14 +42,22 @@ async def embeddings(request: web.Request) -> web.Response:
     if parsed.dimensions is not None and parsed.dimensions > model.info.dimension:
         raise invalid(f"'dimensions' must be at most {model.info.dimension} for model {model.info.name}",
                       "dimensions")
-    check_response_size(request, parsed.count * (parsed.dimensions or model.info.dimension),
-                        binary=parsed.encoding_format == "base64")
-    result = await _embed(model, parsed)
-    vectors = openai.reduce_dimensions(result.vectors, parsed.dimensions, normalize=model.info.normalize)
+    width, binary = parsed.dimensions or model.info.dimension, parsed.encoding_format == "base64"
+    check_response_size(request, parsed.count * width + estimated_chunk_floats(
+        parsed.texts, parsed.options, config, model.info.max_seq_length, width), binary=binary)
+    embedded = await _embed(model, parsed, config)
+    result = embedded.result
+    check_response_size(request, parsed.count * width + chunk_floats(embedded.chunks, width), binary=binary)
+
+    def reduce(array):
+        return openai.reduce_dimensions(array, parsed.dimensions, normalize=model.info.normalize)
+
+    vectors = reduce(result.vectors)
+    chunks = None if embedded.chunks is None else [(reduce(c.vectors), c.spans) for c in embedded.chunks]
     body = await render(
         lambda: openai.build_embeddings_response(model.info.name, vectors, result.token_count,
-                                                 parsed.encoding_format),
-        vectors.size)
+                                                 parsed.encoding_format, chunks),
+        vectors.size + sum(c.size for c, _ in chunks or []))
     return json_response(body, headers=timing_headers(result))
 
 
@@ -56,4 +65,6 @@ async def embeddings(request: web.Request) -> web.Response:
 @routes.get("/models")
 async def models(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
-    return json_response(openai.build_models_response([(m.info.name, 0) for m in registry]))
+    models = list(registry)
+    return json_response(openai.build_models_response([(m.info.name, 0) for m in models],
+                                                      [m.prompts.describe() for m in models]))

@@ -7,10 +7,10 @@ import asyncio
 from aiohttp import web
 
 from ..config import ServerConfig
+from ..embedding import chunk_floats, embed_texts, embed_token_ids, estimated_chunk_floats
 from ..model import INLINE_TOKENIZE_CHARS, Embeddings, ServedModel
 from ..protocols import tei
 from ..state import CONFIG, REGISTRY
-from ..tokenizer import Tokenized
 from .common import check_response_size, json_of, json_response, parse_body, render
 from .docs import server_version
 
@@ -32,19 +32,32 @@ async def embed(request: web.Request) -> web.Response:
     parsed = await parse_body(request, lambda raw: tei.parse_embed_request(
         json_of(raw, config.max_inputs), max_inputs=config.max_inputs, dimension=model.info.dimension,
         max_input_chars=config.max_input_chars))
-    check_response_size(request, parsed.count * (parsed.dimensions or model.info.dimension))
+    width = parsed.dimensions or model.info.dimension
+    check_response_size(request, parsed.count * width + estimated_chunk_floats(
+        parsed.texts, parsed.options, config, model.info.max_seq_length, width))
 
-    def refuse_truncated(tokenized: Tokenized) -> None:
-        if parsed.truncate is False and tokenized.truncated:
-            raise tei.too_long(tokenized.truncated, model.info.max_seq_length)
+    def too_long(count: int):
+        return tei.too_long(count, model.info.max_seq_length)
 
+    on_truncated = too_long if parsed.truncate is False else None
+    chunks = None
     if parsed.texts is not None:
-        result = await model.embed_texts(parsed.texts, check=refuse_truncated)
+        embedded = await embed_texts(model, parsed.texts, parsed.options, config, on_truncated=on_truncated)
+        result, chunks = embedded.result, embedded.chunks
     else:
-        result = await model.embed_ids(parsed.token_ids or [], check=refuse_truncated)
-    vectors = tei.postprocess(result.vectors, dimensions=parsed.dimensions, normalize=parsed.normalize,
-                              normalized=model.info.normalize)
-    body = await render(lambda: tei.build_embed_response(vectors), vectors.size)
+        result = await embed_token_ids(model, parsed.token_ids or [], parsed.options, on_truncated=on_truncated)
+    check_response_size(request, parsed.count * width + chunk_floats(chunks, width))
+
+    def post(array):
+        return tei.postprocess(array, dimensions=parsed.dimensions, normalize=parsed.normalize,
+                               normalized=model.info.normalize)
+
+    if chunks is not None:
+        pairs = [(post(c.vectors), c.spans) for c in chunks]
+        body = await render(lambda: tei.build_chunks_response(pairs), sum(v.size for v, _ in pairs))
+    else:
+        vectors = post(result.vectors)
+        body = await render(lambda: tei.build_embed_response(vectors), vectors.size)
     return json_response(body, headers=_headers(result))
 
 
@@ -72,7 +85,8 @@ def _info_fields(model: ServedModel, config: ServerConfig) -> tei.InfoFields:
         model_id=info.name, precision=info.precision, pooling=info.pooling,
         max_concurrent_requests=info.max_queue_size, max_input_length=info.max_seq_length,
         max_batch_tokens=info.max_batch_tokens, max_batch_requests=info.max_batch_size,
-        max_client_batch_size=config.max_inputs, auto_truncate=config.truncate, version=server_version())
+        max_client_batch_size=config.max_inputs, auto_truncate=config.truncate, version=server_version(),
+        prompts=model.prompts.describe())
 
 
 @routes.get("/info")

@@ -97,6 +97,9 @@ def expected_config(name: str, precision: str) -> ModelConfig:
         input {{ name: "input_ids" data_type: TYPE_INT64 dims: -1 optional: true }}
         input {{ name: "attention_mask" data_type: TYPE_INT64 dims: -1 optional: true }}
         output {{ name: "sentence_embedding" data_type: TYPE_FP32 dims: 384 }}
+        output {{ name: "chunk_embedding" data_type: TYPE_FP32 dims: [-1, 384] }}
+        output {{ name: "chunk_count" data_type: TYPE_INT64 dims: 1 reshape {{ }} }}
+        output {{ name: "chunk_span" data_type: TYPE_INT64 dims: [-1, 2] }}
         dynamic_batching {{ max_queue_delay_microseconds: 0 default_queue_policy {{ max_queue_size: 1024 }} }}
         instance_group {{ kind: KIND_CPU count: 1 }}
         version_policy {{ latest {{ num_versions: 1 }} }}

@@ -134,3 +134,32 @@ def xlmr_max(path: Path, *, max_seq_length: int = 96) -> Path:
     XLMRobertaModel(config).save_pretrained(str(hf_dir))
     tokenizer.save_pretrained(str(hf_dir))
     return _save_st(path, hf_dir, max_seq_length, [Pooling(HIDDEN, pooling_mode="max"), Normalize()])
+
+
+def with_prompts(source: Path, target: Path, prompts: dict[str, str], default: str | None = None) -> Path:
+    """A copy of a sentence-transformers folder (files linked) whose config defines `prompts` and a default."""
+    import json
+    import os
+    import shutil
+
+    shutil.copytree(source, target, copy_function=os.symlink)
+    config_path = target / "config_sentence_transformers.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+    config.update(prompts=prompts, default_prompt_name=default)
+    config_path.unlink(missing_ok=True)
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    return target
+
+
+def excluding_prompt(source: Path, target: Path) -> Path:
+    """A prompted copy whose Pooling leaves the prompt tokens out (`include_prompt: false`)."""
+    import json
+
+    with_prompts(source, target, {"query": "Represent this query: "}, "query")
+    modules = json.loads((target / "modules.json").read_text(encoding="utf-8"))
+    pooling = next(m for m in modules if m["type"].endswith("Pooling"))
+    config_path = target / pooling["path"] / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config_path.unlink()
+    config_path.write_text(json.dumps({**config, "include_prompt": False}), encoding="utf-8")
+    return target

@@ -98,7 +98,10 @@ def test_server_and_model_metadata(client):
         inputs = {i["name"]: (i["datatype"], i["shape"]) for i in metadata["inputs"]}
         assert inputs == {"TEXT": ("BYTES", [-1, 1]), "input_ids": ("INT64", [-1, -1]),
                           "attention_mask": ("INT64", [-1, -1])}
-        assert metadata["outputs"] == [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, 384]}]
+        assert metadata["outputs"] == [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, 384]},
+                                       {"name": "chunk_embedding", "datatype": "FP32", "shape": [-1, -1, 384]},
+                                       {"name": "chunk_count", "datatype": "INT64", "shape": [-1, 1]},
+                                       {"name": "chunk_span", "datatype": "INT64", "shape": [-1, -1, 2]}]
         assert_metadata_matches_config(metadata, client.get_model_config(MODEL, version))
     with pytest.raises(InferenceServerException) as info:
         client.get_model_metadata("no-such-model")
@@ -111,7 +114,7 @@ def test_model_config_is_the_repository_config(client, minilm_repository):
     assert config["max_batch_size"] > 0
     assert [(i["name"], i["optional"]) for i in config["input"]] == [
         ("TEXT", False), ("input_ids", True), ("attention_mask", True)]
-    assert [o["name"] for o in config["output"]] == [OUTPUT]
+    assert [o["name"] for o in config["output"]] == [OUTPUT, "chunk_embedding", "chunk_count", "chunk_span"]
     assert config["parameters"]["max_seq_length"] == {"string_value": "256"}
     assert client.get_model_config(MODEL, "1") == config
 

@@ -79,7 +79,8 @@ def test_truncation_follows_the_server_unless_the_request_forbids_it(post, refer
 @pytest.mark.parametrize("body, words", [
     ({"inputs": []}, "`inputs` cannot be empty"),
     ({"inputs": ["x"] * 2049}, "batch size 2049 > maximum allowed batch size 2048"),
-    ({"inputs": "x", "truncation_direction": "Left"}, "'Left' is not supported"),
+    ({"inputs": "x", "truncation_direction": "Middle"}, "must be 'Right' or 'Left'"),
+    ({"inputs": "x", "prompt_name": "query"}, "unknown prompt_name 'query'"),
     ({"inputs": "x", "dimensions": 385}, "from 1 to 384"),
     ({"inputs": 42}, "`inputs` must be"),
     ({"inputs": [[1, 999999]]}, "vocabulary"),

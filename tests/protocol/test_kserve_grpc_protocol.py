@@ -8,7 +8,9 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2
 from tritonclient.grpc._utils import _get_inference_request
 
+from server.embedding import ChunkSet, chunk_tensors
 from server.errors import ErrorKind, ServerError
+from server.options import Chunking
 from server.protocols import kserve, kserve_grpc
 from server.statistics import ModelStatistics
 
@@ -97,12 +99,38 @@ def test_bad_requests_get_the_http_messages():
 
 def test_response_is_read_back_exactly_by_tritonclient():
     vectors = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
-    response = kserve_grpc.infer_response(model=MODEL, version="1", request_id="id-7", vectors=vectors,
+    response = kserve_grpc.infer_response(model=MODEL, version="1", request_id="id-7",
+                                          tensors={kserve.OUTPUT: vectors},
                                           outputs=[kserve.RequestedOutput(kserve.OUTPUT, True)])
     result = grpcclient.InferResult(response)
     got = result.as_numpy(kserve.OUTPUT)
     assert got.dtype == np.float32 and got.shape == (3, 8) and (got == vectors).all()
     assert response.id == "id-7" and response.model_version == "1"
+
+
+def test_chunk_outputs_are_read_back_exactly_by_tritonclient():
+    chunks = [ChunkSet(np.ones((2, 4), np.float32), np.array([[0, 5], [3, 9]])),
+              ChunkSet(np.full((1, 4), 2, np.float32), np.array([[0, 2]]))]
+    tensors = {kserve.OUTPUT: np.zeros((2, 4), np.float32), **chunk_tensors(chunks, 4)}
+    outputs = [kserve.RequestedOutput(name, True) for name in (kserve.OUTPUT, *kserve.CHUNK_OUTPUTS)]
+    result = grpcclient.InferResult(kserve_grpc.infer_response(model=MODEL, version="1", request_id=None,
+                                                               tensors=tensors, outputs=outputs))
+    assert result.as_numpy("chunk_count").dtype == np.int64 and result.as_numpy("chunk_count").tolist() == [2, 1]
+    assert result.as_numpy("chunk_embedding").shape == (2, 2, 4)
+    assert result.as_numpy("chunk_embedding")[1].tolist() == [[2] * 4, [0] * 4]
+    assert result.as_numpy("chunk_span")[0].tolist() == [[0, 5], [3, 9]]
+
+
+def test_request_parameters_become_the_same_options_as_over_http():
+    request = client_request([text_input(["a"])])
+    for key, value in (("prompt_name", "query"), ("truncation_direction", "Left"), ("chunking", "chunks")):
+        request.parameters[key].string_param = value
+    request.parameters["chunk_overlap"].int64_param = 4
+    parsed = kserve_grpc.parse_infer_request(request, max_inputs=8)
+    assert parsed.options.prompt_name == "query" and parsed.options.truncation_direction == "left"
+    assert parsed.options.chunking == Chunking("chunks", 4) and not parsed.outputs_given
+    request.parameters["input_type"].string_param = "query"
+    rejected(request, "'input_type' must be one of")
 
 
 def test_statistics_json_becomes_the_grpc_message():

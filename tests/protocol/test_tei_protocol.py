@@ -56,10 +56,12 @@ def test_invalid_embed_requests(body, words):
     assert words in rejected(lambda: parse(body))
 
 
-def test_left_truncation_and_prompts_are_unsupported():
-    assert "'Left' is not supported" in rejected(lambda: parse({"inputs": "x", "truncation_direction": "left"}),
-                                                 ErrorKind.UNSUPPORTED)
-    rejected(lambda: parse({"inputs": "x", "prompt_name": "query"}), ErrorKind.UNSUPPORTED)
+def test_left_truncation_prompt_name_and_chunking_are_parsed():
+    request = parse({"inputs": "x", "truncation_direction": "Left", "prompt_name": "query",
+                     "chunking": {"mode": "chunks", "overlap": 8}})
+    assert request.options.truncation_direction == "left" and request.options.prompt_name == "query"
+    assert (request.options.chunking.mode, request.options.chunking.overlap) == ("chunks", 8)
+    assert "'chunking' needs a 'mode'" in rejected(lambda: parse({"inputs": "x", "chunking": {"overlap": 8}}))
 
 
 def test_postprocess_normalizes_what_the_model_did_not():
