@@ -115,7 +115,7 @@ def test_chunk_outputs_are_read_back_exactly_by_tritonclient():
     outputs = [kserve.RequestedOutput(name, True) for name in (kserve.OUTPUT, *kserve.CHUNK_OUTPUTS)]
     result = grpcclient.InferResult(kserve_grpc.infer_response(model=MODEL, version="1", request_id=None,
                                                                tensors=tensors, outputs=outputs))
-    assert result.as_numpy("chunk_count").dtype == np.int64 and result.as_numpy("chunk_count").tolist() == [2, 1]
+    assert result.as_numpy("chunk_count").dtype == np.int64 and result.as_numpy("chunk_count").tolist() == [[2], [1]]
     assert result.as_numpy("chunk_embedding").shape == (2, 2, 4)
     assert result.as_numpy("chunk_embedding")[1].tolist() == [[2] * 4, [0] * 4]
     assert result.as_numpy("chunk_span")[0].tolist() == [[0, 5], [3, 9]]

@@ -47,7 +47,7 @@ def test_without_chunking_each_input_is_its_own_single_chunk():
     parsed = request(outputs=["chunk_span"])
     vectors = np.arange(8, dtype=np.float32).reshape(2, 4)
     tensors = chunk_tensors(kserve_infer.single_chunks(parsed, vectors), 4)
-    assert tensors["chunk_count"].tolist() == [1, 1]
+    assert tensors["chunk_count"].tolist() == [[1], [1]]
     assert (tensors["chunk_embedding"][:, 0] == vectors).all()
     assert tensors["chunk_span"].tolist() == [[[0, 1]], [[0, 1]]]
 
@@ -62,7 +62,7 @@ def test_chunk_tensors_round_trip_through_tritonclient():
     body, header = kserve.build_infer_response(model="m", version="1", request_id=None, vectors=vectors,
                                                outputs=outputs, extra=extra)
     result = httpclient.InferResult.from_response_body(body, header_length=header)
-    assert result.as_numpy("chunk_count").tolist() == [3, 1]
+    assert result.as_numpy("chunk_count").tolist() == [[3], [1]]  # dims [1]: [n, 1]
     assert result.as_numpy("chunk_embedding").shape == (2, 3, 4)
     assert result.as_numpy("chunk_embedding")[1].tolist() == [[2] * 4, [0] * 4, [0] * 4]
     assert result.as_numpy("chunk_span").dtype == np.int64
