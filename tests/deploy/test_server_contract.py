@@ -23,8 +23,8 @@ from .oes_deploy_helpers import (
     one,
 )
 
-config = pytest.importorskip("server.config")
-server_app = pytest.importorskip("server.app")
+import server.app as server_app  # noqa: E402  (a broken import must fail, not skip)
+import server.config as config  # noqa: E402
 
 DEPLOYMENT = one(load_docs(K8S_DIR), "Deployment")["spec"]["template"]["spec"]["containers"][0]
 RUNTIME = one(load_docs(KSERVE_DIR), "ServingRuntime")["spec"]["containers"][0]

@@ -1,6 +1,6 @@
 """The repository stands on its own: no tracked file points at a `shared/` folder outside it.
 
-A clone in an empty folder (what .ci/run tests) has nothing beside it, so a path like `../shared/data` in code,
+A clone in an empty folder (what .ci/run tests) has nothing beside it, so a path into a sibling folder in code,
 a test, the Makefile, the Dockerfile or a doc would work only on a machine that happens to have that folder.
 """
 
