@@ -84,8 +84,10 @@ class Window:
     weight: int  # text tokens in the window
 
 
-def windows(split: Split, max_seq_length: int, overlap: int) -> list[Window]:
-    """The input as one window if it fits, else overlapping windows of text tokens (stride room - overlap)."""
+def windows(split: Split, max_seq_length: int, overlap: int, max_windows: int) -> list[Window]:
+    """The input as one window if it fits, else overlapping windows of text tokens (stride room - overlap).
+
+    The count is known from the lengths, so more than `max_windows` is refused before any window is built."""
     count = len(split.text)
     if split.length <= max_seq_length:
         return [_window(split, 0, count)]
@@ -93,10 +95,17 @@ def windows(split: Split, max_seq_length: int, overlap: int) -> list[Window]:
     if overlap >= room:
         raise invalid(f"the chunk overlap {overlap} must be smaller than the window, {room} tokens for this "
                       "model and prompt", "chunking")
-    stride, starts = room - overlap, [0]
+    stride = room - overlap
+    if 1 + -(-(count - room) // stride) > max_windows:
+        raise TooManyWindows()
+    starts = [0]
     while starts[-1] + room < count:
         starts.append(starts[-1] + stride)
     return [_window(split, start, min(start + room, count)) for start in starts]
+
+
+class TooManyWindows(Exception):
+    """More windows than the request may have; the caller words the error (it knows the request's total)."""
 
 
 def _window(split: Split, start: int, stop: int) -> Window:

@@ -20,7 +20,7 @@ from .config import ServerConfig
 from .errors import ServerError, invalid
 from .model import Embeddings, ServedModel
 from .options import CHUNKS, LEFT, Chunking, EmbeddingOptions
-from .tokenizer import TextTokenizer, Tokenized
+from .tokenizer import PREFIX_CHARS_PER_TOKEN, TextTokenizer, Tokenized
 
 # A low estimate of tokens per character, to refuse a request whose windows surely exceed --max-inputs
 # before tokenizing it (English averages about one token per 4-5 characters).
@@ -114,12 +114,15 @@ def _truncate_left(tokenizer: TextTokenizer, texts: list[str], prompt: str) -> _
 
 def _chunk(tokenizer: TextTokenizer, texts: list[str], prompt: str, chunks: Chunking, max_inputs: int
            ) -> _Prepared:
-    per_input = [chunking.windows(split, tokenizer.max_seq_length, chunks.overlap)
-                 for split in _splits(tokenizer, texts, prompt)]
+    per_input: list[list[chunking.Window]] = []
+    for split in _splits(tokenizer, texts, prompt):
+        try:
+            per_input.append(chunking.windows(split, tokenizer.max_seq_length, chunks.overlap,
+                                              max_inputs - sum(map(len, per_input))))
+        except chunking.TooManyWindows:
+            raise invalid(f"the inputs make more than {max_inputs} windows; at most {max_inputs} are allowed per "
+                          "request (--max-inputs)", "input") from None
     counts = [len(w) for w in per_input]
-    if sum(counts) > max_inputs:
-        raise invalid(f"the inputs make {sum(counts)} windows; at most {max_inputs} are allowed per request "
-                      "(--max-inputs)", "input")
     flat = [window for windows in per_input for window in windows]
     return _Prepared(Tokenized([w.sequence for w in flat], truncated=0), counts,
                      [(w.start, w.end) for w in flat], [w.weight for w in flat])
@@ -187,9 +190,12 @@ async def embed_texts(model: ServedModel, texts: list[str], options: EmbeddingOp
     check_texts(texts)
     options = options.with_default_chunking(default_chunking(config))
     prompt = model.prompts.resolve(options)
-    if len(prompt) > config.max_input_chars:
-        raise invalid(f"the prompt has {len(prompt)} characters; at most {config.max_input_chars} are allowed "
-                      "(--max-input-chars)", "prompt")
+    # Every input is tokenized with the prompt before it, so a prompt is bounded by what a window could hold
+    # (prompt x inputs must not become gigabytes of strings), and by --max-input-chars.
+    prompt_limit = min(config.max_input_chars, model.info.max_seq_length * PREFIX_CHARS_PER_TOKEN)
+    if len(prompt) > prompt_limit:
+        raise invalid(f"the prompt has {len(prompt)} characters; at most {prompt_limit} are allowed for this "
+                      f"model (its max_seq_length x {PREFIX_CHARS_PER_TOKEN}, and --max-input-chars)", "prompt")
     if options.chunking is not None:
         _check_window_estimate(texts, options.chunking, model.info.max_seq_length, config.max_inputs)
     prepared, result = await model.embed_prepared(

@@ -162,7 +162,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         model, config = self._model(request.model_name, request.model_version), self.app[CONFIG]
         parsed = kserve_grpc.parse_infer_request(request, max_inputs=config.max_inputs,
                                                  max_input_chars=config.max_input_chars)
-        inferred = await kserve_infer.infer(model, parsed, config)
+        inferred = await kserve_infer.infer(model, parsed, config, binary=True)  # raw_output_contents
         return kserve_grpc.infer_response(model=model.info.name, version=str(model.info.version),
                                           request_id=parsed.id, tensors=inferred.tensors, outputs=inferred.outputs)
 

@@ -17,10 +17,11 @@ import numpy as np
 
 from .config import ServerConfig
 from .embedding import (ChunkSet, TextEmbeddings, check_token_id_options, chunk_tensors, default_chunking,
-                        embed_texts)
+                        embed_texts, estimated_chunk_floats)
 from .model import Embeddings, ServedModel
 from .options import CHUNKS
 from .protocols import kserve
+from .response_limit import check_response_floats
 from .tokenizer import Tokenized
 
 
@@ -67,12 +68,20 @@ def single_chunks(parsed: kserve.InferRequest, vectors: np.ndarray) -> list[Chun
             for row, length in enumerate(lengths)]
 
 
-async def infer(model: ServedModel, parsed: kserve.InferRequest, config: ServerConfig) -> Inferred:
+async def infer(model: ServedModel, parsed: kserve.InferRequest, config: ServerConfig, *, binary: bool
+                ) -> Inferred:
+    """Embed and build the output tensors, refusing (--max-response-bytes) before embedding from an estimate
+    and again before the zero-padded chunk tensors are allocated; `binary`: the outputs go out as raw bytes."""
+    dimension, limit = model.info.dimension, config.max_response_bytes
+    check_response_floats(parsed.count * dimension + estimated_chunk_floats(
+        parsed.texts, parsed.options, config, model.info.max_seq_length, dimension), binary=binary, limit=limit)
     outputs = kserve.outputs_for(parsed, chunks=wants_chunks(parsed, config))
     embedded = await embed(model, parsed, config)
     vectors = embedded.result.vectors
     tensors = {kserve.OUTPUT: vectors}
     if any(output.name in kserve.CHUNK_OUTPUTS for output in outputs):
         sets = embedded.chunks if embedded.chunks is not None else single_chunks(parsed, vectors)
-        tensors.update(chunk_tensors(sets, model.info.dimension))
+        widest = max((len(c.spans) for c in sets), default=0)
+        check_response_floats(vectors.size + len(sets) * (widest * (dimension + 2) + 1), binary=binary, limit=limit)
+        tensors.update(chunk_tensors(sets, dimension))
     return Inferred(embedded.result, outputs, tensors)

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ..errors import invalid
+from ..response_limit import check_response_floats
 from ..protocols import bounded_json
 from ..state import CONFIG
 
@@ -17,11 +18,6 @@ INLINE_RENDER_FLOATS = 65536
 # Bodies larger than this are parsed and checked off the event loop: the Python work there gives the loop
 # the GIL every few milliseconds (the JSON scan in numpy releases it).
 INLINE_PARSE_BYTES = 64 * 1024
-# Bytes per float of a response: JSON text (orjson writes a float32 in at most 15 characters and a comma),
-# and binary or base64 data.
-JSON_BYTES_PER_FLOAT = 16
-BINARY_BYTES_PER_FLOAT = 6
-RESPONSE_OVERHEAD_BYTES = 4096
 
 T = TypeVar("T")
 
@@ -52,11 +48,7 @@ def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None
 
 def check_response_size(request: web.Request, floats: int, *, binary: bool = False) -> None:
     """Refuse (400, 422 TEI) a response that would exceed --max-response-bytes, before it is serialized."""
-    limit = request.app[CONFIG].max_response_bytes
-    estimate = floats * (BINARY_BYTES_PER_FLOAT if binary else JSON_BYTES_PER_FLOAT) + RESPONSE_OVERHEAD_BYTES
-    if estimate > limit:
-        raise invalid(f"the response would be about {estimate} bytes, more than the server's limit of {limit} "
-                      "(--max-response-bytes): send fewer inputs per request, or ask for binary output")
+    check_response_floats(floats, binary=binary, limit=request.app[CONFIG].max_response_bytes)
 
 
 async def render(build: Callable[[], T], floats: int) -> T:

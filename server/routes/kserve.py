@@ -10,7 +10,6 @@ import orjson
 from aiohttp import web
 
 from .. import kserve_infer
-from ..embedding import estimated_chunk_floats
 from ..errors import ErrorKind, ServerError, invalid
 from ..model import ServedModel
 from ..protocols import bounded_json, kserve
@@ -86,11 +85,8 @@ async def infer(request: web.Request) -> web.Response:
     parsed = await parse_body(request, lambda raw: kserve.parse_infer_request(
         raw, header_length, model=model.info.name, max_inputs=config.max_inputs,
         max_input_chars=config.max_input_chars))
-    dimension = model.info.dimension
-    check_response_size(request, parsed.count * dimension + estimated_chunk_floats(
-        parsed.texts, parsed.options, config, model.info.max_seq_length, dimension),
-        binary=all(output.binary for output in parsed.outputs))
-    inferred = await kserve_infer.infer(model, parsed, config)
+    binary = all(output.binary for output in parsed.outputs)
+    inferred = await kserve_infer.infer(model, parsed, config, binary=binary)
     check_response_size(request, inferred.floats, binary=all(output.binary for output in inferred.outputs))
     result = inferred.result
     build = partial(kserve.build_infer_response, model=model.info.name, version=str(model.info.version),

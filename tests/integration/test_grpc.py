@@ -9,6 +9,7 @@ import signal
 import grpc
 import numpy as np
 import pytest
+import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 import tritonclient.http as httpclient
@@ -358,3 +359,29 @@ async def test_a_client_that_leaves_a_stream_mid_flight_costs_the_server_nothing
         result = await client.infer(MODEL, [text_input(["after the stream"])])
         assert result.as_numpy(OUTPUT).shape == (1, 384) and await client.is_server_live()
     assert "Traceback" not in minilm_server.log()[log_start:]
+
+
+def test_the_response_bound_holds_over_grpc_before_the_chunk_tensors_are_built(minilm_repository, tmp_path):
+    """--max-response-bytes applies to gRPC as to HTTP, and to the zero-padded chunk outputs before they are
+    allocated: 100 inputs, one of ~20 windows, would be 100 x ~20 x 386 numbers."""
+    link_model(minilm_repository, tmp_path, MODEL)
+    server = start_server(tmp_path, "--max-response-bytes", str(1024 * 1024))
+    try:
+        with grpcclient.InferenceServerClient(grpc_url(server)) as client:
+            texts = ["hi"] * 99 + ["word " * 5000]
+            wanted = [grpcclient.InferRequestedOutput(name) for name in ("chunk_embedding", "chunk_count")]
+            with pytest.raises(InferenceServerException) as refused:
+                client.infer(MODEL, [text_input(texts)], outputs=wanted, parameters={"chunking": "chunks"})
+            assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+            assert "--max-response-bytes" in refused.value.message()
+            small = client.infer(MODEL, [text_input(["hi", "word " * 600])], outputs=wanted,
+                                 parameters={"chunking": "chunks"})
+            assert small.as_numpy("chunk_count").ravel().tolist() == [1, 3]
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_prompt_longer_than_a_window_could_hold_is_refused(minilm_server):
+    response = requests.post(minilm_server.url + "/v1/embeddings", timeout=30,
+                             json={"model": MODEL, "input": ["a"] * 2048, "prompt": "p" * 1_000_000})
+    assert response.status_code == 400 and "prompt" in response.json()["error"]["message"]

@@ -95,7 +95,7 @@ def test_windows_cover_the_text_with_the_overlap_and_exact_spans(tokenizer):
     parts = split(tokenizer, text, "query: ")
     limit, overlap = 40, 5
     room = limit - 2 - len(parts.prompt)
-    cut = chunking.windows(parts, limit, overlap)
+    cut = chunking.windows(parts, limit, overlap, 10_000)
     assert len(cut) > 3 and all(len(w.sequence) <= limit for w in cut)
     assert sum(w.weight for w in cut) - overlap * (len(cut) - 1) == len(parts.text)
     starts = [i * (room - overlap) for i in range(len(cut))]
@@ -104,14 +104,14 @@ def test_windows_cover_the_text_with_the_overlap_and_exact_spans(tokenizer):
         assert window.sequence.tolist() == [*parts.prefix, *parts.prompt, *parts.text[start:stop], *parts.suffix]
         assert (window.start, window.end) == (parts.offsets[start, 0], parts.offsets[stop - 1, 1])
     assert cut[0].start == 0 and cut[-1].end == len(text)
-    short = chunking.windows(split(tokenizer, "hello there", "query: "), limit, overlap)
+    short = chunking.windows(split(tokenizer, "hello there", "query: "), limit, overlap, 1)
     assert [(w.start, w.end, w.weight) for w in short] == [(0, 11, 2)]
 
 
 def test_window_errors(tokenizer):
     parts = split(tokenizer, "many words here " * 20, "a very long prompt indeed: ")
-    assert "leaves no room" in message(lambda: chunking.windows(parts, 8, 0))
-    assert "overlap 32 must be smaller than the window, 32 tokens" in message(lambda: chunking.windows(parts, 40, 32))
+    assert "leaves no room" in message(lambda: chunking.windows(parts, 8, 0, 10_000))
+    assert "overlap 32 must be smaller than the window, 32 tokens" in message(lambda: chunking.windows(parts, 40, 32, 10_000))
 
 
 def test_left_truncation_keeps_prefix_prompt_and_the_end(tokenizer):
@@ -145,3 +145,12 @@ def test_admission_estimate_of_a_chunked_text_covers_its_windows():
     assert estimate_window_tokens([text_tokens], 256, 10, 32) >= real_windows * 256 - 256
     assert chunking.estimated_windows(100, 256, 32, 16) == 1
     assert chunking.estimated_windows(16 * 1000, 256, 32, 16) == 1 + -(-(1000 - 256) // 222)
+
+
+def test_windows_are_counted_before_any_is_built(tokenizer):
+    """A long input with a large overlap (stride 1) would make thousands of windows: refused from the count."""
+    parts = split(tokenizer, "word " * 3000, "")
+    room = 40 - 2
+    with pytest.raises(chunking.TooManyWindows):
+        chunking.windows(parts, 40, room - 1, 100)
+    assert len(chunking.windows(parts, 40, 0, 100)) == -(-3000 // room)
