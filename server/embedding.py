@@ -15,7 +15,7 @@ import numpy as np
 
 from . import chunking
 from . import repository as repo
-from .admission import estimate_id_tokens, estimate_window_tokens
+from .admission import estimate_id_tokens, estimate_text_tokens, estimate_window_tokens
 from .config import ServerConfig
 from .errors import ServerError, invalid
 from .model import Embeddings, ServedModel
@@ -173,7 +173,7 @@ def _estimated_tokens(model: ServedModel, texts: list[str], prompt: str, options
     """The request's admission estimate (server/admission.py): its windows' tokens when chunked."""
     specials, limit = model.special_tokens, model.info.max_seq_length
     if options.chunking is None:
-        return sum(min(limit, len(prompt) + len(text) + specials) for text in texts)
+        return estimate_text_tokens(texts, limit, specials + len(prompt))  # the prompt precedes every text
     return estimate_window_tokens([len(t) for t in texts], limit, specials + len(prompt), options.chunking.overlap)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from onnxruntime import InferenceSession
 
 from . import repository as repo
-from .admission import Ticket, TokenBudget, estimate_id_tokens, estimate_text_tokens
+from .admission import Ticket, TokenBudget, estimate_text_tokens
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .scheduler import Job, JobResult, WorkQueue
@@ -154,18 +154,6 @@ class ServedModel:
     def healthy(self) -> bool:
         return self.broken is None and all(w.is_alive() for w in self._workers)
 
-    async def tokenize_texts(self, texts: list[str]) -> Tokenized:
-        if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
-            return self.tokenizer.encode_texts(texts)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._tokenize_pool, self.tokenizer.encode_texts, texts)
-
-    async def tokenize_ids(self, token_lists: list[list[int]]) -> Tokenized:
-        if sum(map(len, token_lists)) <= INLINE_TOKENIZE_CHARS:
-            return self.tokenizer.encode_ids(token_lists)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._tokenize_pool, self.tokenizer.encode_ids, token_lists)
-
     async def off_loop(self, work: Callable[[], T], chars: int) -> T:
         """Run tokenizing `work` inline when its input is small (`chars`), else on the model's tokenizer thread."""
         if chars <= INLINE_TOKENIZE_CHARS:
@@ -205,18 +193,6 @@ class ServedModel:
     def special_tokens(self) -> int:
         """How many special tokens the tokenizer puts around one sequence."""
         return self._specials
-
-    async def embed_ids(self, token_lists: list[list[int]], *, timeout_ms: int | None = None,
-                        check: Callable[[Tokenized], None] | None = None) -> Embeddings:
-        """As `embed_texts`, for token ids without the model's special tokens."""
-        if self._successor is not None:  # reloaded since the route picked this instance
-            return await self._successor.embed_ids(token_lists, timeout_ms=timeout_ms, check=check)
-        ticket = self._admit(estimate_id_tokens(token_lists, self.info.max_seq_length, self._specials))
-        try:
-            tokenized = await self.tokenize_ids(token_lists)
-            return await self._embed_admitted(tokenized, ticket, timeout_ms, check)
-        finally:
-            ticket.release()
 
     async def embed_sequences(self, tokenized: Tokenized, *, timeout_ms: int | None = None) -> Embeddings:
         """Admit and embed sequences that already hold the model's special tokens (KServe's input_ids)."""

@@ -37,11 +37,6 @@ def json_of(raw: bytes, max_inputs: int) -> Any:
     return bounded_json.loads(raw, max_inputs=max_inputs)
 
 
-async def read_json(request: web.Request) -> Any:
-    max_inputs = request.app[CONFIG].max_inputs
-    return await parse_body(request, lambda raw: json_of(raw, max_inputs))
-
-
 def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
