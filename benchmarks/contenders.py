@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks import infinity, triton
 from benchmarks.corpus import REPO_ROOT
 from benchmarks.onnx_model import ModelFiles
+from server.repository import CONFIG_FILE
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -101,8 +102,8 @@ def _ours(name: str, model: str, setup: Setup, extra: tuple[str, ...] = (), abou
     """Our server on a repository holding only `model` (hard-linked: the server refuses symlinks out of its
     repository), so its RSS counts one model; `extra` and `setup.server_args` are appended to its command."""
     source = setup.repository.resolve() / model
-    if not (source / "config.pbtxt").is_file():
-        raise ContenderUnavailable(f"{source}/config.pbtxt is missing (run the export first)")
+    if not (source / CONFIG_FILE).is_file():
+        raise ContenderUnavailable(f"{source}/{CONFIG_FILE} is missing (run the export first)")
     repository = Path(tempfile.mkdtemp(prefix=f"{name}-repo-", dir=setup.work_dir))
     shutil.copytree(source, repository / model, copy_function=_link_or_copy)
     command = (

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from benchmarks.http1 import Connection, HttpError, post_request
+from server.repository import OUTPUT_EMBEDDING, TEXT_INPUT
 
 ERROR_SAMPLES = 5
 PROBE_NICENESS = -10
@@ -61,18 +62,14 @@ class Record:
             self.error_samples.append(reason)
 
 
-KSERVE_TEXT = "TEXT"
-KSERVE_OUTPUT = "sentence_embedding"
-
-
 def request_body(spec: LoadSpec, chunk: list[str]) -> bytes:
     """One request's JSON: OpenAI embeddings, or KServe v2 infer (TEXT [N, 1], JSON output, as a
     tritonclient user without binary data sends it)."""
     import orjson
 
     if spec.protocol == "kserve":
-        tensor = {"name": KSERVE_TEXT, "shape": [len(chunk), 1], "datatype": "BYTES", "data": chunk}
-        return orjson.dumps({"inputs": [tensor], "outputs": [{"name": KSERVE_OUTPUT}]})
+        tensor = {"name": TEXT_INPUT, "shape": [len(chunk), 1], "datatype": "BYTES", "data": chunk}
+        return orjson.dumps({"inputs": [tensor], "outputs": [{"name": OUTPUT_EMBEDDING}]})
     payload = chunk[0] if spec.batch == 1 else chunk
     return orjson.dumps({"model": spec.model, "input": payload, "encoding_format": spec.encoding_format})
 
@@ -92,7 +89,7 @@ def embeddings_in(payload: bytes, protocol: str = "openai") -> int:
 
     document = orjson.loads(payload)
     if protocol == "kserve":
-        (output,) = [o for o in document["outputs"] if o["name"] == KSERVE_OUTPUT]
+        (output,) = [o for o in document["outputs"] if o["name"] == OUTPUT_EMBEDDING]
         rows, dimension = output["shape"]
         return rows if len(output["data"]) == rows * dimension else -1
     return len(document["data"])

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MAX_SEQ_LENGTH = 256
+# OnnxEncoder runs inside the plain-ORT contender apps, which stand for what a user writes without this project:
+# they name the graph's tensors themselves and do not import `server` (its protobuf would count in their RSS).
 SENTENCE_OUTPUT = "sentence_embedding"
 
 
@@ -24,24 +26,21 @@ class ModelFiles:
 
 def locate(repository: Path, name: str) -> ModelFiles:
     """`<repository>/<name>/<highest version>/{model.onnx,tokenizer.json}` plus the config's max_seq_length."""
-    model_dir = repository / name
-    versions = sorted(
-        (p for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
-    )
-    if not versions:
-        raise FileNotFoundError(f"{model_dir}: no numbered version directory")
-    version = versions[-1]
-    for required in ("model.onnx", "tokenizer.json"):
-        if not (version / required).is_file():
-            raise FileNotFoundError(f"{version / required} is missing")
-    config = model_dir / "config.pbtxt"
-    config = config if config.is_file() else None
-    from server.repository import PARAM_DIMENSION, PARAM_MAX_SEQ_LENGTH
+    from server import repository as repo
 
-    max_seq_length = _parameter(config, PARAM_MAX_SEQ_LENGTH) or DEFAULT_MAX_SEQ_LENGTH
-    dimension = _parameter(config, PARAM_DIMENSION)
+    model_dir = repository / name
+    versions = repo.model_versions(model_dir) if model_dir.is_dir() else []
+    if not versions:
+        raise FileNotFoundError(f"{model_dir}: no version directory holding {repo.MODEL_FILE}")
+    version = repo.version_directory(repository, name, versions[-1])
+    if not (version / repo.TOKENIZER_FILE).is_file():
+        raise FileNotFoundError(f"{version / repo.TOKENIZER_FILE} is missing")
+    config = model_dir / repo.CONFIG_FILE
+    config = config if config.is_file() else None
+    max_seq_length = _parameter(config, repo.PARAM_MAX_SEQ_LENGTH) or DEFAULT_MAX_SEQ_LENGTH
+    dimension = _parameter(config, repo.PARAM_DIMENSION)
     return ModelFiles(
-        name, version / "model.onnx", version / "tokenizer.json", max_seq_length, config, dimension
+        name, version / repo.MODEL_FILE, version / repo.TOKENIZER_FILE, max_seq_length, config, dimension
     )
 
 

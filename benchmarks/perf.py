@@ -34,6 +34,7 @@ from benchmarks.onnx_model import locate
 from benchmarks.resources import Sampler
 from benchmarks.stats import ratio
 from benchmarks.targets import Target
+from server.repository import TEXT_INPUT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVERS = ("ours", "triton")
@@ -108,7 +109,7 @@ def find_perf_analyzer(explicit: str | None) -> str:
 
 def input_data(sentences: Sequence[str], path: Path) -> Path:
     """perf_analyzer's --input-data file: one step per sentence, each the BYTES input TEXT of one element."""
-    steps = [{"TEXT": [sentence]} for sentence in sentences]
+    steps = [{TEXT_INPUT: [sentence]} for sentence in sentences]
     path.write_text(json.dumps({"data": steps}, ensure_ascii=False), encoding="utf-8")
     return path
 

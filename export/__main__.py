@@ -12,7 +12,9 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import DEFAULT_REPOSITORY, FP32, PRECISIONS, ExportConfig
+from server.repository import FP32, PRECISIONS
+
+from .config import DEFAULT_REPOSITORY, ExportConfig
 from .errors import ExportError, InputError
 
 EXIT_INTERRUPTED = 130

@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FP32 = "fp32"
-FP16 = "fp16"
-INT8 = "int8"
-PRECISIONS = (FP32, FP16, INT8)
+from server.repository import FP32
 
 BUNDLED_MODEL_NAME = "all-MiniLM-L6-v2"
 DEFAULT_REPOSITORY = Path("models")
@@ -48,11 +45,6 @@ class ExportConfig:
     # quarter of what 8192 needs. GPUs want more: the GPU manifests set OES_MAX_BATCH_TOKENS=16384.
     max_batch_tokens: int = 2048
     thresholds: Thresholds = field(default_factory=Thresholds)
-
-
-def model_name(name: str, precision: str) -> str:
-    """The repository name of one precision: fp32 keeps `name`, the others get a suffix."""
-    return name if precision == FP32 else f"{name}-{precision}"
 
 
 def default_sts_data() -> Path:

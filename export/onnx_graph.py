@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 import onnx
 from onnx import TensorProto, helper
 
+from server.repository import OUTPUT_EMBEDDING
+
 from .logs import quiet
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-SENTENCE_EMBEDDING = "sentence_embedding"
+OPTIMUM_MODEL_FILE = "model.onnx"  # the file optimum's exporter writes (not the repository's name for it)
 TOKEN_EMBEDDINGS = "token_embeddings"
 BATCH_AXIS = "batch_size"
 SEQUENCE_AXIS = "sequence_length"
@@ -28,17 +30,17 @@ def export_sentence_transformer(model: SentenceTransformer, workdir: Path) -> on
     TasksManager.standardize_model_attributes(model, library_name="sentence_transformers")
     with quiet():
         onnx_export_from_model(model, output=workdir, task="feature-extraction", do_validation=False)
-    return onnx.load(str(workdir / "model.onnx"))
+    return onnx.load(str(workdir / OPTIMUM_MODEL_FILE))
 
 
 def finalize(model: onnx.ModelProto, dimension: int) -> onnx.ModelProto:
     """Keep only `sentence_embedding` as output, typed [batch, dimension]; prune what no longer feeds it."""
-    outputs = [o for o in model.graph.output if o.name == SENTENCE_EMBEDDING]
+    outputs = [o for o in model.graph.output if o.name == OUTPUT_EMBEDDING]
     if not outputs:
-        raise ValueError(f"the exported graph has no {SENTENCE_EMBEDDING} output")
+        raise ValueError(f"the exported graph has no {OUTPUT_EMBEDDING} output")
     del model.graph.output[:]
     model.graph.output.append(
-        helper.make_tensor_value_info(SENTENCE_EMBEDDING, TensorProto.FLOAT, [BATCH_AXIS, dimension])
+        helper.make_tensor_value_info(OUTPUT_EMBEDDING, TensorProto.FLOAT, [BATCH_AXIS, dimension])
     )
     prune(model)
     onnx.checker.check_model(model)

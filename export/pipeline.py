@@ -8,10 +8,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.repository import MODEL_FILE, RepositoryError, validate_model_name
+from server.repository import (
+    FP16,
+    FP32,
+    INT8,
+    MODEL_FILE,
+    PRECISIONS,
+    RepositoryError,
+    validate_model_name,
+    variant_name,
+)
 
 from . import onnx_graph, publish, report, source, tokenizer, verify
-from .config import FP16, FP32, INT8, PRECISIONS, ExportConfig, default_sts_data, model_name
+from .config import ExportConfig, default_sts_data
 from .errors import InputError
 from .logs import log
 from .source import SourceModel
@@ -30,7 +39,7 @@ class Plan:
     sts_data: Path | None
 
     def name(self, precision: str) -> str:
-        return model_name(self.model, precision)
+        return variant_name(self.model, precision)
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ def plan(config: ExportConfig) -> Plan:
     name = config.name or source.default_name(reference, path)
     for precision in precisions:
         try:
-            validate_model_name(model_name(name, precision))
+            validate_model_name(variant_name(name, precision))
         except RepositoryError as exc:
             raise InputError(f"{exc}; pass --name" if config.name is None else str(exc)) from None
     model = source.inspect_source(reference, path)
@@ -69,7 +78,7 @@ def plan(config: ExportConfig) -> Plan:
     sts_data = _sts_data(config, precisions)
     for precision in precisions:
         publish.check_version_free(
-            config.repository, model_name(name, precision), config.version, config.force
+            config.repository, variant_name(name, precision), config.version, config.force
         )
     return Plan(config, model, name, max_seq_length, precisions, sts_data)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from tritonclient.grpc import model_config_pb2
-
 from server.repository import (
+    BACKEND,
     CONFIG_FILE,
+    FP16,
     PARAM_DIMENSION,
     PARAM_MAX_BATCH_TOKENS,
     PARAM_MAX_SEQ_LENGTH,
@@ -25,20 +25,18 @@ from server.repository import (
     PARAM_POOLING,
     PARAM_PRECISION,
     PARAM_SOURCE,
-    OUTPUT_CHUNK_COUNT,
-    OUTPUT_CHUNK_EMBEDDING,
-    OUTPUT_CHUNK_SPAN,
+    PLATFORM,
     ModelConfig,
-    prompt_parameters,
     conform_inputs,
+    declare_outputs,
+    model_config_pb2,
+    prompt_parameters,
+    version_directory,
     write_model_config,
 )
 
-from .config import FP16
 from .errors import InputError
 
-PLATFORM = "onnxruntime_onnx"
-BACKEND = "onnxruntime"
 MAX_QUEUE_SIZE = 1024
 _STAGING_PREFIXES = (".tmp-", ".old-")
 
@@ -61,15 +59,6 @@ class Contract:
     default_prompt_name: str | None = None
 
 
-def _chunk_outputs(config: ModelConfig, dimension: int) -> None:
-    """The outputs the server adds for `chunking=chunks` requests: [n, chunks, dim], [n] and [n, chunks, 2]."""
-    config.output.add(name=OUTPUT_CHUNK_EMBEDDING, data_type=model_config_pb2.TYPE_FP32, dims=[-1, dimension])
-    count = config.output.add(name=OUTPUT_CHUNK_COUNT, data_type=model_config_pb2.TYPE_INT64, dims=[1])
-    count.reshape.shape[:] = []
-    count.reshape.SetInParent()
-    config.output.add(name=OUTPUT_CHUNK_SPAN, data_type=model_config_pb2.TYPE_INT64, dims=[-1, 2])
-
-
 def model_config(contract: Contract) -> ModelConfig:
     config = ModelConfig(
         name=contract.name, platform=PLATFORM, backend=BACKEND, max_batch_size=contract.max_batch_size
@@ -77,10 +66,7 @@ def model_config(contract: Contract) -> ModelConfig:
     for name in contract.inputs:
         config.input.add(name=name, data_type=model_config_pb2.TYPE_INT64, dims=[-1])
     conform_inputs(config)
-    config.output.add(
-        name="sentence_embedding", data_type=model_config_pb2.TYPE_FP32, dims=[contract.dimension]
-    )
-    _chunk_outputs(config, contract.dimension)
+    declare_outputs(config, contract.dimension)
     config.dynamic_batching.max_queue_delay_microseconds = 0
     config.dynamic_batching.default_queue_policy.max_queue_size = MAX_QUEUE_SIZE
     group = model_config_pb2.ModelInstanceGroup
@@ -101,12 +87,8 @@ def model_config(contract: Contract) -> ModelConfig:
     return config
 
 
-def version_dir(repository: Path, name: str, version: int) -> Path:
-    return repository / name / str(version)
-
-
 def check_version_free(repository: Path, name: str, version: int, force: bool) -> None:
-    target = version_dir(repository, name, version)
+    target = version_directory(repository, name, version)
     if target.exists() and not force:
         raise InputError(f"{target} already exists; pass --force to replace version {version} of {name}")
 
@@ -155,6 +137,8 @@ class Staging:
     """
 
     def __init__(self, repository: Path, name: str, version: int) -> None:
+        self.repository = repository
+        self.name = name
         self.model_dir = repository / name
         self.version = version
         self.path = self.model_dir / f".tmp-{version}-{os.getpid()}"
@@ -188,7 +172,7 @@ class Staging:
         put the repository back as it was.
         """
         _fsync_tree(self.path)
-        target = self.model_dir / str(self.version)
+        target = version_directory(self.repository, self.name, self.version)
         if target.exists():
             if not force:
                 raise InputError(f"{target} already exists; pass --force to replace version {self.version}")

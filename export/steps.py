@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from server.repository import MODEL_FILE, TOKENIZER_FILE
+from server.repository import FP16, FP32, MODEL_FILE, TOKENIZER_FILE
 
 from . import onnx_graph, report, variants, verify
-from .config import FP16, FP32
 from .errors import VerificationError
 from .logs import log
 

@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tokenizers import Tokenizer
 
+from server.repository import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
+
 from .errors import InputError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-TOKEN_TYPE_IDS = "token_type_ids"
-
 
 @dataclass(frozen=True)
 class Padding:
@@ -56,8 +55,8 @@ def encode(tokenizer: Tokenizer, texts: list[str], inputs: list[str]) -> dict[st
     """The ONNX feed for `texts`: exactly the graph's inputs, int64, with the tokenizer's own padding."""
     encodings = tokenizer.encode_batch(texts)
     columns = {
-        "input_ids": [e.ids for e in encodings],
-        "attention_mask": [e.attention_mask for e in encodings],
+        INPUT_IDS: [e.ids for e in encodings],
+        ATTENTION_MASK: [e.attention_mask for e in encodings],
         TOKEN_TYPE_IDS: [e.type_ids for e in encodings],
     }
     missing = [name for name in inputs if name not in columns]

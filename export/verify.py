@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from server.repository import OUTPUT_EMBEDDING
+
 from . import tokenizer as tok
 from .errors import InputError
 from .logs import quiet
@@ -89,7 +91,7 @@ def onnx_embedder(model_path: Path, tokenizer_path: Path) -> Embed:
     inputs = [i.name for i in onnx_session.get_inputs()]
 
     def embed(texts: list[str]) -> np.ndarray:
-        (output,) = onnx_session.run(["sentence_embedding"], tok.encode(tokenizer, texts, inputs))
+        (output,) = onnx_session.run([OUTPUT_EMBEDDING], tok.encode(tokenizer, texts, inputs))
         return output.astype(np.float32)
 
     return embed

@@ -62,9 +62,10 @@ def _instances(entry: repo.ModelEntry, config: ServerConfig) -> tuple[int, list[
 
 def gpu_model_path(entry: repo.ModelEntry) -> Path:
     """GPU instances of an fp32 model run its published fp16 variant (`<name>-fp16`, same version) when present."""
-    if entry.parameter(repo.PARAM_PRECISION, "fp32") != "fp32":
+    if entry.parameter(repo.PARAM_PRECISION, repo.FP32) != repo.FP32:
         return entry.onnx_path
-    variant = entry.directory.parent.parent / f"{entry.name}-fp16" / str(entry.version) / repo.MODEL_FILE
+    fp16_name = repo.variant_name(entry.name, repo.FP16)
+    variant = repo.version_directory(entry.directory.parent.parent, fp16_name, entry.version) / repo.MODEL_FILE
     return variant if variant.is_file() else entry.onnx_path
 
 

@@ -30,7 +30,7 @@ from .worker import BatchObserver, InferenceWorker, thread_name
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAME = "sentence_embedding"
+OUTPUT_NAME = repo.OUTPUT_EMBEDDING
 # Requests with more characters than this are tokenized off the event loop.
 INLINE_TOKENIZE_CHARS = 4096
 DEFAULT_MAX_BATCH_TOKENS = 2048
@@ -136,8 +136,8 @@ class ServedModel:
             name=entry.name, version=entry.version, dimension=dimension, max_seq_length=max_seq_length,
             pooling=entry.parameter(repo.PARAM_POOLING, "unknown") or "unknown",
             normalize=(entry.parameter(repo.PARAM_NORMALIZE, "false") or "false").lower() == "true",
-            precision="fp16" if specs[0].model_path != entry.onnx_path else (
-                entry.parameter(repo.PARAM_PRECISION, "fp32") or "fp32"),
+            precision=repo.FP16 if specs[0].model_path != entry.onnx_path else (
+                entry.parameter(repo.PARAM_PRECISION, repo.FP32) or repo.FP32),
             max_batch_size=policy.max_batch_size, max_batch_tokens=policy.max_batch_tokens,
             max_queue_size=queue_size, device=specs[0].device,
         )
@@ -302,9 +302,9 @@ def _checked(session: InferenceSession, entry: repo.ModelEntry) -> InferenceSess
     """The session, if its graph has the inputs and output the server feeds and reads."""
     input_names = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    if OUTPUT_NAME not in outputs or "input_ids" not in input_names or "attention_mask" not in input_names:
+    if OUTPUT_NAME not in outputs or repo.INPUT_IDS not in input_names or repo.ATTENTION_MASK not in input_names:
         raise repo.RepositoryError(
-            f"{entry.onnx_path}: expected inputs input_ids/attention_mask and output {OUTPUT_NAME}, "
+            f"{entry.onnx_path}: expected inputs {repo.INPUT_IDS}/{repo.ATTENTION_MASK} and output {OUTPUT_NAME}, "
             f"found inputs {input_names} and outputs {outputs}")
     return session
 

@@ -40,10 +40,28 @@ def _triton_model_config() -> ModuleType:
 model_config_pb2 = _triton_model_config()
 ModelConfig = model_config_pb2.ModelConfig
 
+# Files: `<repository>/<name>/CONFIG_FILE`, `<repository>/<name>/<version>/{MODEL_FILE,TOKENIZER_FILE,REPORT_FILE}`.
 CONFIG_FILE = "config.pbtxt"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 REPORT_FILE = "export_report.json"
+
+# What config.pbtxt declares the model runs on.
+PLATFORM = "onnxruntime_onnx"
+BACKEND = "onnxruntime"
+
+# Tensor names. The ONNX graph takes the token id inputs and returns OUTPUT_EMBEDDING ([batch, dimension] FP32);
+# requests may instead send TEXT_INPUT (BYTES, below), which the server tokenizes.
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+TOKEN_TYPE_IDS = "token_type_ids"
+OUTPUT_EMBEDDING = "sentence_embedding"
+
+# Precisions. A model is published once per precision, each as a model of its own (`variant_name`).
+FP32 = "fp32"
+FP16 = "fp16"
+INT8 = "int8"
+PRECISIONS = (FP32, FP16, INT8)
 
 # Keys of ModelConfig.parameters that carry the embedding contract.
 PARAM_POOLING = "pooling"
@@ -59,10 +77,27 @@ PARAM_PROMPT_PREFIX = "prompt:"
 PARAM_DEFAULT_PROMPT_NAME = "default_prompt_name"
 
 # Outputs beside `sentence_embedding` that the server computes for `chunking=chunks` requests (declared in
-# config.pbtxt; shapes without the batch dimension: [-1, dim] FP32, [] INT64, [-1, 2] INT64).
+# config.pbtxt by `declare_outputs`).
 OUTPUT_CHUNK_EMBEDDING = "chunk_embedding"
 OUTPUT_CHUNK_COUNT = "chunk_count"
 OUTPUT_CHUNK_SPAN = "chunk_span"
+CHUNK_OUTPUTS = (OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_SPAN)
+
+
+def variant_name(name: str, precision: str) -> str:
+    """The repository name of one precision of model `name`: fp32 keeps `name`, the others get `-<precision>`."""
+    return name if precision == FP32 else f"{name}-{precision}"
+
+
+def version_directory(repository: Path, name: str, version: int) -> Path:
+    """Where version `version` of model `name` lives: `<repository>/<name>/<version>`."""
+    return repository / name / str(version)
+
+
+def is_version_name(directory_name: str) -> bool:
+    """A version directory's name: a positive number without leading zeros (Triton's rule). Anything else
+    in a model directory (`.tmp-*` staging, notes) is not a version."""
+    return directory_name.isdigit() and not directory_name.startswith("0")
 
 
 def prompt_parameters(prompts: dict[str, str], default_name: str | None) -> dict[str, str]:
@@ -138,7 +173,7 @@ def _int64_as_numbers(descriptor, value: dict) -> dict:
 
 
 TEXT_INPUT = "TEXT"
-TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TOKEN_INPUTS = (INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS)
 
 
 def conform_inputs(config: ModelConfig) -> ModelConfig:
@@ -163,6 +198,20 @@ def conform_inputs(config: ModelConfig) -> ModelConfig:
     return config
 
 
+def declare_outputs(config: ModelConfig, dimension: int) -> ModelConfig:
+    """Add the outputs a request may ask for (in place; returns `config`): `sentence_embedding` [dim] FP32 from
+    the graph, and those the server computes for `chunking=chunks` requests: [-1, dim] FP32, [1] INT64 (Triton
+    exposes [batch, 1]; `reshape { shape: [] }` is the model-side [batch]) and [-1, 2] INT64 (dims without the
+    batch dimension)."""
+    config.output.add(name=OUTPUT_EMBEDDING, data_type=model_config_pb2.TYPE_FP32, dims=[dimension])
+    config.output.add(name=OUTPUT_CHUNK_EMBEDDING, data_type=model_config_pb2.TYPE_FP32, dims=[-1, dimension])
+    count = config.output.add(name=OUTPUT_CHUNK_COUNT, data_type=model_config_pb2.TYPE_INT64, dims=[1])
+    count.reshape.shape[:] = []
+    count.reshape.SetInParent()
+    config.output.add(name=OUTPUT_CHUNK_SPAN, data_type=model_config_pb2.TYPE_INT64, dims=[-1, 2])
+    return config
+
+
 def model_names(repository: Path) -> list[str]:
     """Names of the model directories in the repository that hold a config.pbtxt."""
     if not repository.is_dir():
@@ -182,7 +231,7 @@ def model_versions(model_dir: Path) -> list[int]:
     root = model_dir.parent.resolve()
     versions = []
     for p in model_dir.iterdir():
-        if p.is_dir() and p.name.isdigit() and not p.name.startswith("0") and (p / MODEL_FILE).is_file():
+        if p.is_dir() and is_version_name(p.name) and (p / MODEL_FILE).is_file():
             if p.resolve().is_relative_to(root):
                 versions.append(int(p.name))
     return sorted(versions)
@@ -239,7 +288,7 @@ def find_model(repository: Path, name: str, version: int | None = None) -> Model
     chosen = versions[-1] if version is None else version
     if chosen not in versions:
         raise ModelNotFound(f"model {name!r} has no version {chosen} (versions: {versions})")
-    directory = model_dir / str(chosen)
+    directory = version_directory(repository, name, chosen)
     if not (directory / TOKENIZER_FILE).is_file():
         raise RepositoryError(f"{directory}: {TOKENIZER_FILE} is missing")
     return ModelEntry(name=name, version=chosen, config=config, directory=directory)

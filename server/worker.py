@@ -13,6 +13,7 @@ import numpy as np
 
 from .dispatch import BatchDispatcher, Item
 from .errors import ErrorKind, ServerError
+from .repository import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
 from .scheduler import deliver
 from .session import lower_thread_priority
 from .statistics import ModelStatistics
@@ -123,7 +124,7 @@ class InferenceWorker:
                     )
                     finished.append(job.resolve())
         # Observed before the answers go out, so a client that scrapes /metrics after its answer sees its batch.
-        self._on_batch(len(items), int(feeds["attention_mask"].sum()), feeds["attention_mask"].size)
+        self._on_batch(len(items), int(feeds[ATTENTION_MASK].sum()), feeds[ATTENTION_MASK].size)
         deliver(finished)
 
     def _feeds(self, sequences: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -133,7 +134,7 @@ class InferenceWorker:
         for row, sequence in enumerate(sequences):
             input_ids[row, : len(sequence)] = sequence
             attention_mask[row, : len(sequence)] = 1
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "token_type_ids" in self._input_names:
-            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        feeds = {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask}
+        if TOKEN_TYPE_IDS in self._input_names:
+            feeds[TOKEN_TYPE_IDS] = np.zeros_like(input_ids)
         return feeds

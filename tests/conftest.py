@@ -25,8 +25,9 @@ def st_minilm():
 @pytest.fixture(scope="session")
 def minilm_repository(tmp_path_factory) -> Path:
     """A model repository holding all-MiniLM-L6-v2 (fp32) and all-MiniLM-L6-v2-int8, from one real export."""
-    from export.config import FP32, INT8, ExportConfig
+    from export.config import ExportConfig
     from export.pipeline import run
+    from server.repository import FP32, INT8
 
     repository = tmp_path_factory.mktemp("models")
     run(ExportConfig(name=MINILM, repository=repository, precisions=(FP32, INT8)))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+# This app runs in PyTriton's own venv (benchmarks/triton.py), where the project is not importable: the
+# repository's tensor names (server/repository.py TEXT_INPUT, OUTPUT_EMBEDDING) are repeated here.
 TEXT = "TEXT"
 OUTPUT = "sentence_embedding"
 # PyTriton 0.7 restricts these by default; statistics stays open because perf_analyzer reads it.

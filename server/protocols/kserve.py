@@ -20,19 +20,13 @@ import orjson
 from ..errors import ErrorKind, ServerError, invalid
 from . import bounded_json
 from ..options import DEFAULT, EmbeddingOptions, options_from_parameters
-from ..repository import (OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_SPAN, ModelConfig,
+from ..repository import (ATTENTION_MASK, CHUNK_OUTPUTS, INPUT_IDS, PLATFORM, TOKEN_TYPE_IDS, ModelConfig,
                           model_config_pb2)
+from ..repository import OUTPUT_EMBEDDING as OUTPUT
+from ..repository import TEXT_INPUT as TEXT
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository", "model_configuration", "parameters"]
-
-TEXT = "TEXT"
-INPUT_IDS = "input_ids"
-ATTENTION_MASK = "attention_mask"
-TOKEN_TYPE_IDS = "token_type_ids"
-OUTPUT = "sentence_embedding"
-CHUNK_OUTPUTS = (OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_SPAN)
 
 _DATATYPES = {TEXT: "BYTES", INPUT_IDS: "INT64", ATTENTION_MASK: "INT64", TOKEN_TYPE_IDS: "INT64"}
 _SHARED_MEMORY_KEYS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")

@@ -11,9 +11,9 @@ import pytest
 from sentence_transformers import SentenceTransformer
 from tokenizers import Tokenizer
 
-from export.config import FP16, FP32, ExportConfig
+from export.config import ExportConfig
 from export.pipeline import run
-from server.repository import MODEL_FILE, REPORT_FILE, TOKENIZER_FILE, find_model
+from server.repository import FP16, FP32, MODEL_FILE, REPORT_FILE, TOKENIZER_FILE, find_model
 
 from .helpers import TEXTS, batched_and_single, cosines, loadable
 

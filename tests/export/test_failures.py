@@ -10,10 +10,10 @@ import pytest
 
 from export import publish, tokenizer, verify
 from export.__main__ import main
-from export.config import FP16, FP32, ExportConfig, Thresholds
+from export.config import ExportConfig, Thresholds
 from export.errors import InputError, VerificationError
 from export.pipeline import run
-from server.repository import CONFIG_FILE, MODEL_FILE, REPORT_FILE
+from server.repository import CONFIG_FILE, FP16, FP32, MODEL_FILE, REPORT_FILE
 
 from .helpers import loadable, run_cli, snapshot
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from export.config import FP32, ExportConfig
+from export.config import ExportConfig
 from export.pipeline import run
 from server.repository import (
     CONFIG_FILE,
+    FP32,
     PARAM_DEFAULT_PROMPT_NAME,
     PARAM_PROMPT_PREFIX,
     REPORT_FILE,

@@ -13,9 +13,9 @@ from tokenizers import Tokenizer
 
 from export import publish, source, verify
 from export import tokenizer as tok
-from export.config import FP16, FP32, INT8, model_name
 from export.errors import InputError
-from server.repository import CONFIG_FILE, MODEL_FILE, ModelConfig, model_config_pb2, read_model_config
+from server.repository import (CONFIG_FILE, FP16, FP32, INT8, MODEL_FILE, ModelConfig, model_config_pb2,
+                               read_model_config, variant_name)
 
 from .tiny_models import minilm_path
 
@@ -171,7 +171,7 @@ def test_default_names(tmp_path):
     assert (
         source.default_name("BAAI/bge-small-en-v1.5", Path("/cache/snapshots/abc123")) == "bge-small-en-v1.5"
     )
-    assert [model_name("m", p) for p in (FP32, FP16, INT8)] == ["m", "m-fp16", "m-int8"]
+    assert [variant_name("m", p) for p in (FP32, FP16, INT8)] == ["m", "m-fp16", "m-int8"]
 
 
 def test_sts_data_splits_on_tabs_only(tmp_path):

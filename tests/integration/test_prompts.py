@@ -21,8 +21,9 @@ import tritonclient.http as httpclient
 from sentence_transformers import SentenceTransformer
 from tritonclient.utils import InferenceServerException
 
-from export.config import FP32, ExportConfig
+from export.config import ExportConfig
 from export.pipeline import run
+from server.repository import FP32
 from tests.export import tiny_models
 
 from .serverproc import start_server
