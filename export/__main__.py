@@ -14,6 +14,8 @@ from pathlib import Path
 
 from server.repository import FP32, PRECISIONS
 
+from server.config import from_arguments
+
 from .config import DEFAULT_REPOSITORY, ExportConfig
 from .errors import ExportError, InputError
 
@@ -28,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
+        dest="source",
         metavar="PATH_OR_HUB_ID",
         help="sentence-transformers model directory or hub id (default: the bundled all-MiniLM-L6-v2)",
     )
@@ -84,19 +87,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ExportConfig:
-    return ExportConfig(
-        source=args.model,
-        name=args.name,
-        repository=args.repository,
-        version=args.version,
-        max_seq_length=args.max_seq_length,
-        precisions=tuple(args.precision),
-        force=args.force,
-        optimize=args.optimize,
-        sts_data=args.sts_data,
-        expect_sts=args.expect_sts,
-        expect_sts_tolerance=args.expect_sts_tolerance,
-    )
+    return from_arguments(ExportConfig, args, precisions=tuple(args.precision))
 
 
 def _interrupt_on_sigterm(signum, frame) -> None:

@@ -7,10 +7,12 @@ import ipaddress
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 ENV_PREFIX = "OES_"
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,14 @@ def _refuse_removed(parser: argparse.ArgumentParser, argv: Sequence[str], enviro
             parser.error(f"{env_name(flag)} was removed: {advice}")
 
 
+def from_arguments(cls: type[C], args: argparse.Namespace, **given: Any) -> C:
+    """The frozen dataclass `cls` from parsed arguments: each field not in `given` takes the value of the argument
+    of the same name (`--max-inputs` -> `max_inputs`); a field no argument names keeps its default."""
+    taken = {f.name: getattr(args, f.name) for f in fields(cls)  # type: ignore[arg-type]
+             if f.init and f.name not in given and hasattr(args, f.name)}
+    return cls(**taken, **given)
+
+
 def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
     environ = os.environ if environ is None else environ
     parser = build_parser(environ)
@@ -254,43 +264,8 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
     _refuse_removed(parser, argv, environ)
     args = parser.parse_args(argv)
     try:
-        return ServerConfig(
-            model_repository=args.model_repository,
-            models=tuple(args.models),
-            host=args.host,
-            port=args.port,
-            grpc=args.grpc,
-            grpc_port=args.grpc_port,
-            device=args.device,
-            cuda_options=tuple(args.cuda_options),
-            instance_count=args.instance_count,
-            intra_op_threads=args.intra_op_threads,
-            ort_spinning=args.ort_spinning,
-            inference_niceness=args.inference_niceness,
-            cpu_memory_arena=args.cpu_memory_arena,
-            batching=BatchingOverrides(
-                max_batch_size=args.max_batch_size,
-                max_batch_tokens=args.max_batch_tokens,
-                max_queue_delay_us=args.max_queue_delay_us,
-                max_queue_size=args.max_queue_size,
-            ),
-            batch_overhead_tokens=args.batch_overhead_tokens,
-            max_queue_tokens=args.max_queue_tokens,
-            request_timeout_ms=args.request_timeout_ms,
-            truncate=args.truncate,
-            max_inputs=args.max_inputs,
-            chunking=args.chunking,
-            chunk_overlap=args.chunk_overlap,
-            max_request_bytes=args.max_request_bytes,
-            api_key=args.api_key or None,
-            model_control=args.model_control,
-            shutdown_grace_s=args.shutdown_grace_s,
-            log_level=args.log_level.upper(),
-            max_input_chars=args.max_input_chars,
-            max_response_bytes=args.max_response_bytes,
-            body_timeout_s=args.body_timeout_s,
-            max_connections=args.max_connections,
-        )
+        return from_arguments(ServerConfig, args, batching=from_arguments(BatchingOverrides, args),
+                              api_key=args.api_key or None, log_level=args.log_level.upper())
     except ValueError as exc:
         parser.error(str(exc))
         raise  # unreachable: parser.error exits
