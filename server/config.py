@@ -140,8 +140,7 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
     ("--instance-count", int, 0,
      "Instances per model, each running in its own dedicated inference thread (overrides the count of "
      "config.pbtxt's instance_group, whose kind is kept); 0 = config.pbtxt's count (1 as exported). CPU instances "
-     "of a model share one ONNX Runtime session (weights held once) and split the model's CPUs between them: "
-     "1 instance gives the lowest latency per request, one instance per core the most texts/s under heavy load."),
+     "of a model share one ONNX Runtime session (weights held once) and split the model's CPUs between them."),
     ("--intra-op-threads", int, 0,
      "ONNX Runtime intra-op threads per CPU instance (inter-op is always 1); 0 = the CPUs this process may use "
      "(affinity and cgroup quota), divided among the models loaded at start-up, then among each model's "
