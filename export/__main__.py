@@ -28,6 +28,12 @@ def parser() -> argparse.ArgumentParser:
         description="Export a sentence-transformers model to ONNX (pooling, Dense, Normalize in the graph), "
         "verify it against sentence-transformers and publish it into a Triton-style model repository.",
     )
+    _what_to_publish(p)
+    _how_to_verify(p)
+    return p
+
+
+def _what_to_publish(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         dest="source",
@@ -57,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
         "and NAME-int8 (default: fp32)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing version")
+
+
+def _how_to_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--optimize",
         action="store_true",
@@ -83,7 +92,6 @@ def parser() -> argparse.ArgumentParser:
         help="allowed distance from --expect-sts, in Spearman x100 points (default: %(default)s)",
     )
     p.add_argument("--verbose", action="store_true", help="also show the libraries' own log output")
-    return p
 
 
 def config_from_args(args: argparse.Namespace) -> ExportConfig:

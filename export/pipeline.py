@@ -7,6 +7,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.repository import (
     FP16,
@@ -25,6 +26,10 @@ from .errors import InputError
 from .logs import log
 from .source import SourceModel
 from .steps import Steps
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
 
 
 @dataclass(frozen=True)
@@ -106,8 +111,26 @@ def execute(plan: Plan) -> list[Published]:
     log.info("loading %s", plan.source.path)
     model = source.load_sentence_transformer(plan.source, plan.max_seq_length)
     reference = verify.reference_embeddings(model, verify.PROBE_TEXTS)
+    facts = _source_facts(plan, model, reference)
+    config = plan.config
+    with tempfile.TemporaryDirectory(prefix="onnx-export-") as scratch, contextlib.ExitStack() as stack:
+        staged = {
+            precision: stack.enter_context(
+                publish.Staging(config.repository, plan.name(precision), config.version)
+            )
+            for precision in plan.precisions
+        }
+        reports = _build_and_verify(plan, model, facts, reference, staged, Path(scratch))
+        results = _publish(plan, facts, staged, reports, started)
+    for result in results:
+        log.info("published %s version %d at %s", result.name, config.version, result.directory)
+    log.info("done in %.1fs", time.monotonic() - started)
+    return results
+
+
+def _source_facts(plan: Plan, model: SentenceTransformer, reference: np.ndarray) -> report.SourceFacts:
     prompts, default_prompt_name = source.prompts_of(model)
-    facts = report.SourceFacts(
+    return report.SourceFacts(
         reference=plan.source.reference,
         path=plan.source.path,
         model_type=plan.source.model_type,
@@ -121,57 +144,64 @@ def execute(plan: Plan) -> list[Published]:
         prompts=tuple(prompts.items()),
         default_prompt_name=default_prompt_name,
     )
+
+
+def _build_and_verify(
+    plan: Plan,
+    model: SentenceTransformer,
+    facts: report.SourceFacts,
+    reference: np.ndarray,
+    staged: dict[str, publish.Staging],
+    scratch: Path,
+) -> dict[str, dict]:
+    """Write and verify every precision into its staging directory; returns each one's report fields."""
     config = plan.config
-    with tempfile.TemporaryDirectory(prefix="onnx-export-") as scratch, contextlib.ExitStack() as stack:
-        staged = {
-            precision: stack.enter_context(
-                publish.Staging(config.repository, plan.name(precision), config.version)
-            )
-            for precision in plan.precisions
+    fp32_dir = staged[FP32].path if FP32 in staged else scratch / FP32
+    fp32_dir.mkdir(exist_ok=True)
+    builder = Steps(plan, scratch)
+
+    log.info("exporting the ONNX graph with optimum (library_name=sentence_transformers)")
+    graph = onnx_graph.finalize(
+        onnx_graph.export_sentence_transformer(model, scratch / "optimum"), facts.dimension
+    )
+    published_tokenizer = tokenizer.build_tokenizer(model, plan.max_seq_length)
+    builder.write(fp32_dir, graph, published_tokenizer)
+    fp32 = builder.verify_fp32(fp32_dir, reference)
+    if config.expect_sts is not None:
+        builder.expect_sts(fp32, config.expect_sts, config.expect_sts_tolerance)
+
+    reports = {FP32: fp32.report}
+    if FP16 in staged:
+        reports[FP16] = builder.fp16(staged[FP16].path, graph, published_tokenizer, fp32, reference)
+    if INT8 in staged:
+        reports[INT8] = builder.int8(staged[INT8].path, fp32_dir, published_tokenizer, fp32, reference)
+    if config.optimize:
+        builder.optimize(fp32_dir, graph, reference, fp32)
+    if fp32.sts is not None:
+        fp32.report["sts"] = {
+            "data": str(plan.sts_data),
+            "pairs": fp32.sts_pairs,
+            "spearman": fp32.sts,
+            **fp32.sts_expected,
         }
-        fp32_dir = staged[FP32].path if FP32 in staged else Path(scratch) / FP32
-        fp32_dir.mkdir(exist_ok=True)
-        builder = Steps(plan, Path(scratch))
+    return reports
 
-        log.info("exporting the ONNX graph with optimum (library_name=sentence_transformers)")
-        graph = onnx_graph.finalize(
-            onnx_graph.export_sentence_transformer(model, Path(scratch) / "optimum"), facts.dimension
-        )
-        published_tokenizer = tokenizer.build_tokenizer(model, plan.max_seq_length)
-        builder.write(fp32_dir, graph, published_tokenizer)
-        fp32 = builder.verify_fp32(fp32_dir, reference)
-        if config.expect_sts is not None:
-            builder.expect_sts(fp32, config.expect_sts, config.expect_sts_tolerance)
 
-        reports = {FP32: fp32.report}
-        if FP16 in staged:
-            reports[FP16] = builder.fp16(staged[FP16].path, graph, published_tokenizer, fp32, reference)
-        if INT8 in staged:
-            reports[INT8] = builder.int8(staged[INT8].path, fp32_dir, published_tokenizer, fp32, reference)
-        if config.optimize:
-            builder.optimize(fp32_dir, graph, reference, fp32)
-        if fp32.sts is not None:
-            fp32.report["sts"] = {
-                "data": str(plan.sts_data),
-                "pairs": fp32.sts_pairs,
-                "spearman": fp32.sts,
-                **fp32.sts_expected,
-            }
-
-        documents, configs = {}, []
-        for precision, staging in staged.items():
-            documents[precision] = report.finish(
-                reports[precision], plan, facts, precision, staging.path, started
-            )
-            report.write(documents[precision], staging.path)
-            configs.append((staging, publish.model_config(_contract(plan, facts, precision, staging.path))))
-        targets = publish.publish_all(configs, config.force)
-
-    results = [Published(plan.name(p), p, target, documents[p]) for p, target in zip(staged, targets)]
-    for result in results:
-        log.info("published %s version %d at %s", result.name, config.version, result.directory)
-    log.info("done in %.1fs", time.monotonic() - started)
-    return results
+def _publish(
+    plan: Plan,
+    facts: report.SourceFacts,
+    staged: dict[str, publish.Staging],
+    reports: dict[str, dict],
+    started: float,
+) -> list[Published]:
+    """Write each staged precision's report and config, then publish them all (or none)."""
+    documents, configs = {}, []
+    for precision, staging in staged.items():
+        documents[precision] = report.finish(reports[precision], plan, facts, precision, staging.path, started)
+        report.write(documents[precision], staging.path)
+        configs.append((staging, publish.model_config(_contract(plan, facts, precision, staging.path))))
+    targets = publish.publish_all(configs, plan.config.force)
+    return [Published(plan.name(p), p, target, documents[p]) for p, target in zip(staged, targets)]
 
 
 def _contract(plan: Plan, facts: report.SourceFacts, precision: str, directory: Path) -> publish.Contract:

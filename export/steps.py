@@ -117,58 +117,63 @@ class Steps:
         baseline = self._sts_baseline(fp32, data)
         max_drop = self.thresholds.int8_max_spearman_drop
         published_tokenizer.save(str(directory / TOKENIZER_FILE))
-        attempts = []
+        attempts: list[dict] = []
         for settings in variants.INT8_CANDIDATES:
-            log.info(
-                "quantizing to int8 (per_channel=%s, ops=%s)",
-                settings.per_channel,
-                "+".join(settings.op_types),
-            )
+            log.info("quantizing to int8 (per_channel=%s, ops=%s)", settings.per_channel, "+".join(settings.op_types))
             variants.quantize_int8(fp32_dir / MODEL_FILE, directory / MODEL_FILE, settings)
             embed = self.embedder(directory)
             spearman = verify.sts_spearman(embed, data, desc="STS-B int8")
             drop = baseline - spearman
-            passed = drop <= max_drop
-            attempts.append({**settings.as_dict(), "spearman": spearman, "drop": drop, "passed": passed})
+            attempts.append({**settings.as_dict(), "spearman": spearman, "drop": drop, "passed": drop <= max_drop})
             log.info(
-                "int8 STS-B Spearman %.2f vs fp32 %.2f (drop %.2f, allowed %.2f)",
-                spearman,
-                baseline,
-                drop,
-                max_drop,
+                "int8 STS-B Spearman %.2f vs fp32 %.2f (drop %.2f, allowed %.2f)", spearman, baseline, drop, max_drop
             )
-            if passed:
-                probe = verify.probe(embed)
-                versus_fp32 = verify.compare(fp32.probe, probe, against="fp32-onnx", threshold=None)
-                versus_st = verify.compare(reference, probe, against="sentence-transformers", threshold=None)
-                gate = {
-                    "metric": "sts_spearman_drop",
-                    "reference": "fp32-onnx",
-                    "threshold": max_drop,
-                    "value": drop,
-                    "passed": True,
-                }
-                comparisons = {"fp32-onnx": versus_fp32, "sentence-transformers": versus_st}
-                sts = {
-                    "data": str(data.path),
-                    "pairs": len(data.scores),
-                    "spearman": spearman,
-                    "spearman_fp32_onnx": baseline,
-                    "drop": drop,
-                    "max_drop": max_drop,
-                    "passed": True,
-                }
-                return {
-                    **report.verification_fields(versus_fp32, comparisons, gate),
-                    "sts": sts,
-                    "quantization": settings.as_dict(),
-                    "attempts": attempts,
-                }
+            if drop <= max_drop:
+                return self._int8_report(settings, embed, fp32, reference, data, attempts)
         best = max(a["spearman"] for a in attempts)
         raise VerificationError(
             f"int8: no quantization setting keeps STS-B Spearman within {max_drop} of fp32 ({baseline:.2f}); "
             f"best {best:.2f}; nothing published"
         )
+
+    def _int8_report(
+        self,
+        settings: variants.Int8Settings,
+        embed: verify.Embed,
+        fp32: Fp32,
+        reference: np.ndarray,
+        data: verify.StsData,
+        attempts: list[dict],
+    ) -> dict:
+        """What export_report.json records for `settings`, the int8 setting that passed (the last of `attempts`)."""
+        passed = attempts[-1]
+        max_drop = self.thresholds.int8_max_spearman_drop
+        probe = verify.probe(embed)
+        versus_fp32 = verify.compare(fp32.probe, probe, against="fp32-onnx", threshold=None)
+        versus_st = verify.compare(reference, probe, against="sentence-transformers", threshold=None)
+        gate = {
+            "metric": "sts_spearman_drop",
+            "reference": "fp32-onnx",
+            "threshold": max_drop,
+            "value": passed["drop"],
+            "passed": True,
+        }
+        comparisons = {"fp32-onnx": versus_fp32, "sentence-transformers": versus_st}
+        sts = {
+            "data": str(data.path),
+            "pairs": len(data.scores),
+            "spearman": passed["spearman"],
+            "spearman_fp32_onnx": fp32.sts,
+            "drop": passed["drop"],
+            "max_drop": max_drop,
+            "passed": True,
+        }
+        return {
+            **report.verification_fields(versus_fp32, comparisons, gate),
+            "sts": sts,
+            "quantization": settings.as_dict(),
+            "attempts": attempts,
+        }
 
     def _sts_baseline(self, fp32: Fp32, data: verify.StsData) -> float:
         if fp32.sts is None:
