@@ -46,12 +46,15 @@ async def test_chunked_replies_and_closing_servers_are_read_whole(aiohttp_server
     app.router.add_post("/closing", closing)
     server = await aiohttp_server(app)
     connection = await Connection.open(str(server.make_url("/")))
+    lost = asyncio.Event()
+    connection_lost = connection.connection_lost
+    connection.connection_lost = lambda exc: (connection_lost(exc), lost.set())  # type: ignore[method-assign]
     for _ in range(3):
         status, body = await connection.send(post_request(str(server.make_url("/chunked")), b"{}"), 5)
         assert status == 200 and orjson.loads(body) == {"data": [1, 2, 3]}
     status, body = await connection.send(post_request(str(server.make_url("/closing")), b"echo"), 5)
     assert (status, body) == (200, b"echo")
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(lost.wait(), 5)
     assert connection.closed
     with pytest.raises(HttpError):
         await connection.send(post_request(str(server.make_url("/closing")), b"x"), 5)

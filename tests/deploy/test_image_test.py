@@ -93,7 +93,6 @@ def reachable_daemon() -> str | None:
     return daemon.daemon_version(docker_client(), dict(os.environ))
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_make_image_test_builds_and_runs_the_image():
     version = reachable_daemon()

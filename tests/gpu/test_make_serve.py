@@ -17,7 +17,7 @@ import pytest
 from ..integration.serverproc import ROOT, start_server
 from .test_cuda import MODEL, cuda_works
 
-pytestmark = [pytest.mark.gpu, pytest.mark.slow,
+pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not cuda_works(), reason="no working CUDA device / onnxruntime-gpu"),
               pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")]
 

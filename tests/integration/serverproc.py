@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import re
 import signal
@@ -12,8 +14,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +26,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# The server is another process and exposes no event a test could await: its state (readiness, /metrics, its log,
+# a marker file) is read by polling at this interval until a bounded deadline.
+POLL_S = 0.02
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """Return `check()`'s first true result; fail after `timeout` s, naming `what` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"waited {timeout}s for {what}"
+        time.sleep(POLL_S)
+    return result
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """`wait_until` on the event loop: `check` may be a coroutine function."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        assert loop.time() < deadline, f"waited {timeout}s for {what}"
+        await asyncio.sleep(POLL_S)
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
@@ -87,6 +119,6 @@ def start_server(repository: Path, *args: str, env: dict[str, str] | None = None
             raise AssertionError(f"server exited with {server.process.returncode}\n{server.log()[-3000:]}")
         if http_status(server.url + "/v2/health/ready") == 200:
             return server
-        time.sleep(0.2)
+        time.sleep(0.2)  # no event to await from another process (see POLL_S); start-up takes seconds
     server.stop(signal.SIGKILL)
     raise AssertionError(f"server not ready within {ready_timeout}s\n{server.log()[-3000:]}")

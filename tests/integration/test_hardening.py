@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from .repo_copy import link_model
-from .serverproc import http_status, start_server
+from .serverproc import http_status, start_server, wait_until
 
 MODEL = "all-MiniLM-L6-v2"
 LONG = "a long sentence that keeps the model busy for a while " * 30  # > 256 tokens: truncated to 256
@@ -31,6 +31,18 @@ UNLOAD = f"/v2/repository/models/{MODEL}/unload"
 def repo(tmp_path, minilm_repository):
     link_model(minilm_repository, tmp_path, MODEL)
     return tmp_path
+
+
+def counter(url: str, name: str) -> float:
+    text = requests.get(url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and f'model="{MODEL}"' in line)
+
+
+def accepted(url: str) -> float:
+    """Requests accepted so far: answered or still pending (queued or computing)."""
+    names = ("nv_inference_pending_request_count", "nv_inference_request_success", "nv_inference_request_failure")
+    return sum(counter(url, name) for name in names)
 
 
 class Traffic:
@@ -64,13 +76,16 @@ def test_sigterm_right_after_a_reload_under_load_exits_cleanly(repo):
     """Seen as exit -6 ("terminate called without an active exception"): the interpreter was finalized while an
     inference thread of the reloaded-away instance was still inside ONNX Runtime."""
     server = start_server(repo, "--model-control", "true", "--shutdown-grace-s", "0.5")
-    with Traffic(server.url, "/v1/embeddings", {"model": MODEL, "input": [LONG] * 16}):
-        time.sleep(0.5)
-        assert requests.post(server.url + LOAD, timeout=120).status_code == 200
-        server.process.send_signal(signal.SIGTERM)
-        code = server.process.wait(60)
-    assert code == 0, server.log()[-3000:]
-    assert "terminate called" not in server.log()
+    try:
+        with Traffic(server.url, "/v1/embeddings", {"model": MODEL, "input": [LONG] * 16}):
+            wait_until(lambda: counter(server.url, "nv_inference_exec_count"), "the traffic to compute")
+            assert requests.post(server.url + LOAD, timeout=120).status_code == 200
+            server.process.send_signal(signal.SIGTERM)
+            code = server.process.wait(60)
+        assert code == 0, server.log()[-3000:]
+        assert "terminate called" not in server.log()
+    finally:
+        server.stop(signal.SIGKILL)  # already exited when the test passed
 
 
 def test_readiness_turns_503_first_and_a_second_sigterm_loses_nothing(repo):
@@ -83,47 +98,54 @@ def test_readiness_turns_503_first_and_a_second_sigterm_loses_nothing(repo):
         results.append((response.status_code, len(response.json().get("data", []))))
 
     threads = [threading.Thread(target=post) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.5)
-    server.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while http_status(server.url + "/v2/health/ready") != 503:  # the listener is still open: 503, not refused
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert http_status(server.url + "/v2/health/live") == 200
-    server.process.send_signal(signal.SIGTERM)
-    server.process.send_signal(signal.SIGTERM)
-    for thread in threads:
-        thread.join(180)
-    assert results == [(200, 8)] * 8
-    assert server.process.wait(60) == 0
-    assert "received again" in server.log()
+    try:
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: accepted(server.url) == 8, "all eight requests to be accepted")
+        server.process.send_signal(signal.SIGTERM)
+        # the listener is still open: 503, not refused
+        wait_until(lambda: http_status(server.url + "/v2/health/ready") == 503, "readiness to turn 503", 10)
+        assert http_status(server.url + "/v2/health/live") == 200
+        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(180)
+        assert results == [(200, 8)] * 8
+        assert server.process.wait(60) == 0
+        assert "received again" in server.log()
+    finally:
+        server.stop(signal.SIGKILL)  # already exited when the test passed
 
 
 def test_the_whole_drain_fits_in_one_grace_period(repo):
     grace = 3.0
     server = start_server(repo, "--shutdown-grace-s", str(grace))
-    with Traffic(server.url, "/v1/embeddings", {"model": MODEL, "input": [LONG] * 32}, threads=6) as traffic:
-        time.sleep(1.0)
-        started = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        server.process.wait(60)
-        elapsed = time.monotonic() - started
-    assert server.process.returncode == 0
-    assert elapsed < grace + 2.0, elapsed  # one grace period, then closing and exiting
-    assert "grace period ended" in server.log() and traffic.results
+    try:
+        with Traffic(server.url, "/v1/embeddings", {"model": MODEL, "input": [LONG] * 32}, threads=6) as traffic:
+            wait_until(lambda: traffic.results, "the first answers")  # the server is busy
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(60)
+            elapsed = time.monotonic() - started
+        assert server.process.returncode == 0
+        assert elapsed < grace + 2.0, elapsed  # one grace period, then closing and exiting
+        assert "grace period ended" in server.log() and traffic.results
+    finally:
+        server.stop(signal.SIGKILL)  # already exited when the test passed
 
 
 def test_an_idle_server_stops_at_once_with_grpc_on(repo):
     """Nothing in flight: SIGTERM ends the process in about a second, not after the grace period (gRPC's own
     poller thread once made the exit wait for the whole of it)."""
     server = start_server(repo, "--shutdown-grace-s", "30")
-    assert "gRPC: listening" in server.log()
-    started = time.monotonic()
-    assert server.stop(timeout=60) == 0
-    assert time.monotonic() - started < 10.0
-    assert "threads still running at exit" not in server.log()
+    try:
+        assert "gRPC: listening" in server.log()
+        started = time.monotonic()
+        assert server.stop(timeout=60) == 0
+        assert time.monotonic() - started < 10.0
+        assert "threads still running at exit" not in server.log()
+    finally:
+        server.stop(signal.SIGKILL)  # already exited when the test passed
 
 
 def test_model_control_is_off_by_default_and_readiness_needs_every_start_up_model(repo):
@@ -145,10 +167,6 @@ def test_model_control_is_off_by_default_and_readiness_needs_every_start_up_mode
         assert server.stop() == 0
 
 
-def counter(url: str, name: str) -> float:
-    text = requests.get(url + "/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") and f'model="{MODEL}"' in line)
 
 
 def test_reloads_answer_every_accepted_request_and_metrics_keep_counting(repo):
@@ -158,10 +176,11 @@ def test_reloads_answer_every_accepted_request_and_metrics_keep_counting(repo):
         kserve = {"inputs": [{"name": "TEXT", "shape": [2], "datatype": "BYTES", "data": [long_text, "short"]}]}
         with Traffic(server.url, f"/v2/models/{MODEL}/infer", kserve, threads=2) as infer, \
                 Traffic(server.url, "/embed", {"inputs": [long_text, "short"]}, threads=2) as embed:
-            for _ in range(3):
-                time.sleep(0.3)
-                assert requests.post(server.url + LOAD, timeout=120).status_code == 200
-            time.sleep(0.3)
+            for reloads in range(4):  # answers before, between and after three reloads
+                seen = len(infer.results) + len(embed.results)
+                wait_until(lambda seen=seen: len(infer.results) + len(embed.results) > seen, "more answers")
+                if reloads < 3:
+                    assert requests.post(server.url + LOAD, timeout=120).status_code == 200
         statuses = infer.results + embed.results
         assert statuses and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
         assert counter(server.url, "nv_inference_request_success") == len(statuses)
@@ -211,10 +230,8 @@ def test_half_sent_bodies_time_out_and_connections_are_capped(repo):
             assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
         for sock in sockets[:40]:
             assert sock.recv(4096) == b""  # the server closed it (after at most a second of lingering)
-        deadline = time.monotonic() + 5
-        while http_status(server.url + "/v2/health/ready") != 200:  # the server has let go of the closed ones
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        # the server has let go of the closed ones
+        wait_until(lambda: http_status(server.url + "/v2/health/ready") == 200, "readiness", 5)
         ok = requests.post(server.url + "/v1/embeddings", json={"model": MODEL, "input": "still here"}, timeout=30)
         assert ok.status_code == 200
         assert "Too many open files" not in server.log()
@@ -242,7 +259,7 @@ class LoopProbe:
             now = time.perf_counter()
             self.gaps.append(now - last)
             last = now
-            time.sleep(0.01)
+            time.sleep(0.01)  # the probe's cadence: what it measures is the gap, there is nothing to await
         connection.close()
 
     @contextmanager
@@ -295,12 +312,12 @@ def test_no_hostile_request_stalls_the_event_loop(repo):
     try:
         probe = LoopProbe(server.port)
         with probe.running():
-            time.sleep(2.0)
+            time.sleep(2.0)  # a quiet measuring window (time itself is measured, no event ends it)
         baseline = probe.worst
         worst: dict[str, float] = {}
         for name, (path, body, headers, status) in hostile_requests().items():
             for _ in range(3):
-                with probe.running():
+                with probe.running():  # measuring windows before and after the request, not waits
                     time.sleep(0.2)
                     response = requests.post(server.url + path, data=body, headers=headers, timeout=120)
                     time.sleep(0.2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import orjson
@@ -15,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from .repo_copy import link_model
-from .serverproc import start_server
+from .serverproc import eventually, start_server
 
 MODEL = "all-MiniLM-L6-v2"
 INT8 = MODEL + "-int8"
@@ -329,10 +328,8 @@ async def test_unload_lets_in_flight_requests_finish_then_load_restores_the_mode
     expected = st_minilm.encode([LONG], convert_to_numpy=True)
     async with aioclient.InferenceServerClient(host(control_server)) as client:
         in_flight = asyncio.create_task(client.infer(MODEL, [text_input([LONG] * 64)]))
-        deadline = time.monotonic() + 30
-        while await pending(control_server.url) < 1:
-            assert time.monotonic() < deadline and not in_flight.done()
-            await asyncio.sleep(0.01)
+        await eventually(lambda: pending(control_server.url), "the request to be in flight", 30)
+        assert not in_flight.done()
         await client.unload_model(MODEL)
         vectors = (await in_flight).as_numpy(OUTPUT)
         assert vectors.shape == (64, 384) and cosines(vectors, np.repeat(expected, 64, 0)).min() >= 0.99999

@@ -8,7 +8,6 @@ served by a real server process.
 from __future__ import annotations
 
 import base64
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -26,7 +25,7 @@ from export.pipeline import run
 from server.repository import FP32
 from tests.export import tiny_models
 
-from .serverproc import start_server
+from .serverproc import start_server, wait_until
 
 MODEL = "minilm-prompted"
 TINY = "tiny-prompted"
@@ -373,9 +372,7 @@ def test_a_chunked_request_holds_its_windows_in_the_token_budget(repository):
         body = {"model": MODEL, "input": [LONG + f" {i}" for i in range(120)], "chunking": {"mode": "mean"}}
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(requests.post, process.url + "/v1/embeddings", json=body, timeout=600)
-            deadline = time.monotonic() + 60
-            while pending(process) == 0 and not first.done() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_until(lambda: pending(process) or first.done(), "the chunked request to be in flight")
             assert not first.done(), "the chunked request finished before it could be observed in flight"
             small = post(process, "/v1/embeddings", {"model": MODEL, "input": "hi"})
             assert small.status_code == 429 and small.headers["Retry-After"] == "1", small.text

@@ -12,9 +12,9 @@ import aiohttp
 import psutil
 import pytest
 
-from .faulty_server import DIE_ID, FAIL_ID, SLOW_ID
+from .faulty_server import DIE_ID, FAIL_ID, SLOW_ID, held
 from .repo_copy import copy_model, link_model
-from .serverproc import ROOT, free_port, http_status, start_server
+from .serverproc import ROOT, eventually, free_port, http_status, start_server
 
 MODEL = "all-MiniLM-L6-v2"
 LONG = "a long sentence that keeps the model busy for a while " * 30  # > 256 tokens: truncated to 256
@@ -37,6 +37,17 @@ async def metric(session, url, name) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
+async def pending(session, url, count: int) -> bool:
+    """Whether exactly `count` requests are accepted and not yet answered (queued or computing)."""
+    return await metric(session, url, "nv_inference_pending_request_count") == count
+
+
+async def accepted(session, url, count: int) -> bool:
+    """Whether `count` requests have been accepted: answered or still pending."""
+    names = ("nv_inference_pending_request_count", "nv_inference_request_success", "nv_inference_request_failure")
+    return sum([await metric(session, url, name) for name in names]) >= count
+
+
 async def test_a_failing_batch_fails_only_its_requests_without_leaking_internals(repo):
     server = start_server(repo, module="tests.integration.faulty_server")
     try:
@@ -56,12 +67,15 @@ async def test_a_failing_batch_fails_only_its_requests_without_leaking_internals
 
 async def test_a_dead_inference_thread_turns_readiness_off_and_exits_non_zero(repo):
     server = start_server(repo, module="tests.integration.faulty_server")
-    async with aiohttp.ClientSession() as session:
-        status, body, _ = await post(session, server.url + "/v1/embeddings",
-                                     {"model": MODEL, "input": [[DIE_ID, 2000]]}, timeout=30)
-    assert status in (500, 503) and "error" in body
-    assert server.process.wait(60) != 0
-    assert "inference thread" in server.log()
+    try:
+        async with aiohttp.ClientSession() as session:
+            status, body, _ = await post(session, server.url + "/v1/embeddings",
+                                         {"model": MODEL, "input": [[DIE_ID, 2000]]}, timeout=30)
+        assert status in (500, 503) and "error" in body
+        assert server.process.wait(60) != 0
+        assert "inference thread" in server.log()
+    finally:
+        server.stop(signal.SIGKILL)  # already exited when the test passed
 
 
 async def test_overload_is_refused_honestly_with_retry_after(repo):
@@ -105,17 +119,19 @@ async def test_a_client_that_goes_away_costs_no_inference_and_frees_its_slot(rep
     try:
         async with aiohttp.ClientSession() as session:
             url = server.url + "/v1/embeddings"
-            held = asyncio.create_task(post(session, url, {"model": MODEL, "input": [[SLOW_ID, 2000]]}))
-            await asyncio.sleep(0.3)  # the held request's run has started: it no longer waits in the queue
+            holding = asyncio.create_task(post(session, url, {"model": MODEL, "input": [[SLOW_ID, 2000]]}))
+            # the held request's run has started: it no longer waits in the queue
+            await eventually(held(gate).exists, "the gated run to start")
             async with aiohttp.ClientSession() as leaving:
                 with pytest.raises(asyncio.TimeoutError):
                     await post(leaving, url, {"model": MODEL, "input": ["bye"] * 7}, timeout=0.3)
+            await eventually(lambda: pending(session, server.url, 1), "the departed request to leave the queue")
             nxt = asyncio.create_task(post(session, url, {"model": MODEL, "input": "next"}))
-            await asyncio.sleep(0.2)
+            await eventually(lambda: pending(session, server.url, 2), "the next request to be queued")
             assert not nxt.done()  # admitted (the departed request's slot was freed), waiting behind the gate
             gate.touch()
             assert (await asyncio.wait_for(nxt, 60))[0] == 200
-            assert (await asyncio.wait_for(held, 60))[0] == 200
+            assert (await asyncio.wait_for(holding, 60))[0] == 200
             assert await metric(session, server.url, "nv_inference_count") == 1 + 1  # never the 7 texts
             assert await metric(session, server.url, "nv_inference_pending_request_count") == 0
     finally:
@@ -136,9 +152,8 @@ async def test_a_burst_far_above_capacity_gets_only_answers_and_memory_returns(r
                 post(session, server.url + "/v1/embeddings", {"model": MODEL, "input": t}) for t in texts)), 300)
             statuses = [status for status, _, _ in results]
             assert set(statuses) <= {200, 429} and statuses.count(200) >= 32
-            await asyncio.sleep(1.0)
-            after = process.memory_info().rss
-            assert after < before * 1.25 + 64 * 2**20, (before, after)
+            bound = before * 1.25 + 64 * 2**20
+            await eventually(lambda: process.memory_info().rss < bound, "the burst's memory to be returned", 10)
             assert (await post(session, server.url + "/v1/embeddings", {"model": MODEL, "input": "ok"}))[0] == 200
     finally:
         assert server.stop() == 0
@@ -146,16 +161,19 @@ async def test_a_burst_far_above_capacity_gets_only_answers_and_memory_returns(r
 
 async def test_sigterm_drains_every_accepted_request_and_exits_zero(repo):
     server = start_server(repo, "--shutdown-grace-s", "30")
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        requests = [asyncio.create_task(post(session, server.url + "/v1/embeddings",
-                                             {"model": MODEL, "input": [LONG] * 8})) for _ in range(10)]
-        await asyncio.sleep(0.5)
-        server.process.send_signal(signal.SIGTERM)
-        results = await asyncio.wait_for(asyncio.gather(*requests), 120)
-    assert [status for status, _, _ in results] == [200] * 10
-    assert all(len(body["data"]) == 8 for _, body, _ in results)
-    assert server.process.wait(60) == 0
-    assert http_status(server.url + "/v2/health/ready") is None
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            requests = [asyncio.create_task(post(session, server.url + "/v1/embeddings",
+                                                 {"model": MODEL, "input": [LONG] * 8})) for _ in range(10)]
+            await eventually(lambda: accepted(session, server.url, 10), "all ten requests to be accepted")
+            server.process.send_signal(signal.SIGTERM)
+            results = await asyncio.wait_for(asyncio.gather(*requests), 120)
+        assert [status for status, _, _ in results] == [200] * 10
+        assert all(len(body["data"]) == 8 for _, body, _ in results)
+        assert server.process.wait(60) == 0
+        assert http_status(server.url + "/v2/health/ready") is None
+    finally:
+        server.stop(signal.SIGKILL)  # already exited when the test passed
 
 
 def test_a_missing_model_file_stops_start_up_with_a_clear_error(tmp_path, minilm_repository):
@@ -223,7 +241,8 @@ async def test_a_client_leaving_during_the_queue_delay_does_not_stop_the_server(
                     with pytest.raises(asyncio.TimeoutError):
                         await post(leaving, server.url + "/v1/embeddings", {"model": MODEL, "input": "bye"},
                                    timeout=0.05)
-                await asyncio.sleep(0.3)  # past the 200 ms window the departed request was waiting out
+                # past the 200 ms window the departed request was waiting out: time itself is what is under test
+                await asyncio.sleep(0.3)
             status, body, _ = await post(session, server.url + "/v1/embeddings", {"model": MODEL, "input": "next"})
             assert status == 200 and len(body["data"]) == 1
             assert http_status(server.url + "/v2/health/ready") == 200 and server.process.poll() is None
@@ -254,7 +273,7 @@ async def test_a_flood_of_large_requests_is_refused_before_it_is_tokenized(repo)
             url = server.url + "/v1/embeddings"
             big = {"model": MODEL, "input": [LONG + str(i) for i in range(256)]}  # ~256 x 256 tokens: fills it
             first = asyncio.create_task(post(session, url, big))
-            await asyncio.sleep(0.2)
+            await eventually(lambda: pending(session, server.url, 1), "the first to be queued")
             loop = asyncio.get_running_loop()
             started = loop.time()
             flood = await asyncio.gather(*(post(session, url, big) for _ in range(8)))
@@ -280,10 +299,8 @@ async def test_a_small_request_does_not_wait_behind_a_huge_one(repo):
             url = server.url + "/v1/embeddings"
             huge = asyncio.create_task(post(big_session, url, {"model": MODEL, "input": [LONG] * 2048}, timeout=600))
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 60
-            while await metric(session, server.url, "nv_inference_count") == 0:  # the huge one is computing
-                assert loop.time() < deadline and not huge.done()
-                await asyncio.sleep(0.05)
+            await eventually(lambda: metric(session, server.url, "nv_inference_count"), "the huge one to compute")
+            assert not huge.done()
             started = loop.time()
             status, body, _ = await post(session, url, {"model": MODEL, "input": "a small request"})
             waited = loop.time() - started
@@ -311,10 +328,8 @@ async def test_a_deadline_fails_a_waiting_request_on_time_and_frees_its_slot(rep
             url = server.url + "/v1/embeddings"
             huge = asyncio.create_task(post(big_session, url, {"model": MODEL, "input": [LONG] * 2048}, timeout=600))
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + 60
-            while await metric(session, server.url, "nv_inference_exec_count") == 0:  # the huge one is computing
-                assert loop.time() < deadline and not huge.done()
-                await asyncio.sleep(0.05)
+            await eventually(lambda: metric(session, server.url, "nv_inference_exec_count"), "the huge one to compute")
+            assert not huge.done()
             answers = []
             for text in ("first", "second", "third"):
                 started = loop.time()
@@ -355,16 +370,17 @@ async def test_a_reload_drains_the_old_instance_and_its_thread_death_stays_its_o
         async with aiohttp.ClientSession() as session:
             url = server.url + "/v1/embeddings"
             slow = asyncio.create_task(post(session, url, {"model": MODEL, "input": [[SLOW_ID, 2000]]}))
-            await asyncio.sleep(0.5)  # the slow request holds the old instance's only thread
+            await eventually(held(gate).exists, "the slow request to hold the old instance's only thread")
             queued = asyncio.create_task(post(session, url, {"model": MODEL, "input": "queued on the old one"}))
             # longer than `queued`, so planned into a later batch: it kills the old thread after `queued` ran
             dying = asyncio.create_task(post(session, url, {"model": MODEL, "input": [[DIE_ID] + [2000] * 300]}))
-            await asyncio.sleep(0.3)
+            await eventually(lambda: pending(session, server.url, 3), "both to be queued on the old instance")
             async with session.post(f"{server.url}/v2/repository/models/{MODEL}/load") as response:
                 assert response.status == 200, await response.text()
             status, _, _ = await post(session, url, {"model": MODEL, "input": "served by the new instance"})
             assert status == 200 and not slow.done()
-            await asyncio.sleep(1.5)  # past --shutdown-grace-s: the old instance must still be draining
+            # past --shutdown-grace-s (time itself is under test): the old instance must still be draining
+            await asyncio.sleep(1.5)
             gate.touch()
             status, body, _ = await asyncio.wait_for(slow, 60)
             assert status == 200 and len(body["data"]) == 1, body
@@ -372,7 +388,7 @@ async def test_a_reload_drains_the_old_instance_and_its_thread_death_stays_its_o
             assert status == 200 and len(body["data"]) == 1, body
             status, body, _ = await asyncio.wait_for(dying, 60)
             assert status == 503 and "inference thread stopped" in body["error"]["message"], body
-            await asyncio.sleep(0.5)
+            await eventually(lambda: "replaced instance" in server.log(), "the old instance's thread death")
             assert http_status(server.url + "/v2/health/ready") == 200 and server.process.poll() is None
             status, _, _ = await post(session, url, {"model": MODEL, "input": "still served"})
             assert status == 200

@@ -1,6 +1,10 @@
+import re
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
-from server.config import ServerConfig, build_parser, env_name, parse_config
+from server.config import BatchingOverrides, ServerConfig, build_parser, parse_config
 
 
 def test_defaults_are_safe():
@@ -10,13 +14,64 @@ def test_defaults_are_safe():
     assert config.max_inputs == 2048 and config.max_request_bytes > 0
 
 
-def test_every_option_has_an_env_var_and_is_in_help():
+# A value other than the default for the fields whose type alone does not give one: (flag/env text, field value).
+SAMPLES = {
+    "model_repository": ("elsewhere", Path("elsewhere")),
+    "models": ("a,b", ("a", "b")),
+    "host": ("::1", "::1"),
+    "device": ("cpu", "cpu"),
+    "cuda_options": ("device_id=1", (("device_id", "1"),)),
+    "request_timeout_ms": ("250", 250),
+    "chunking": ("mean", "mean"),
+    "api_key": ("k", "k"),
+    "log_level": ("debug", "DEBUG"),
+    "max_batch_size": ("4", 4),
+    "max_batch_tokens": ("512", 512),
+    "max_queue_delay_us": ("100", 100),
+    "max_queue_size": ("9", 9),
+}
+
+
+def field_samples():
+    """(field path, text, value) for every field of ServerConfig, read from the dataclasses (not from the option
+    table the parser is built from), so a field without a flag, or a flag wired to the wrong field, fails."""
+    nested = {f.name: f for f in fields(BatchingOverrides)}
+    for f in [*(f for f in fields(ServerConfig) if f.name != "batching"), *nested.values()]:
+        path = ("batching", f.name) if f.name in nested else (f.name,)
+        if f.name in SAMPLES:
+            yield path, *SAMPLES[f.name]
+        elif isinstance(f.default, bool):
+            yield path, str(not f.default).lower(), not f.default
+        elif isinstance(f.default, (int, float)):
+            yield path, str(f.default + 1), f.default + 1
+        else:
+            raise AssertionError(f"no sample value for ServerConfig field {f.name}: add one to SAMPLES")
+
+
+def read(config, path):
+    for name in path:
+        config = getattr(config, name)
+    return config
+
+
+@pytest.mark.parametrize("path, text, value", list(field_samples()), ids=lambda v: str(v).replace(" ", ""))
+def test_every_field_is_set_by_its_flag_and_by_its_env_var(path, text, value):
+    flag, env = "--" + path[-1].replace("_", "-"), "OES_" + path[-1].upper()
+    assert read(parse_config([], {}), path) != value
+    assert read(parse_config([flag, text], {}), path) == value
+    assert read(parse_config([], {env: text}), path) == value
+
+
+def test_every_flag_has_help_that_names_its_env_var_and_no_measurements():
+    """Help texts say what a flag does; measured numbers belong in benchmarks/results."""
     parser = build_parser({})
-    help_text = parser.format_help()
     for action in parser._actions:
-        if action.option_strings and action.dest != "help":
-            flag = action.option_strings[0]
-            assert env_name(flag) in help_text, flag
+        if not action.option_strings or action.dest == "help":
+            continue
+        env = "OES_" + action.option_strings[0].lstrip("-").replace("-", "_").upper()
+        assert action.help and action.help.endswith(f"[env {env}]"), action.option_strings
+        assert len(action.help) > len(f" [env {env}]") + 10, action.option_strings
+        assert not re.search(r"\d\s*(ms|µs|texts/s|req/s|%)(?![\w-])", action.help), action.help
 
 
 def test_env_sets_and_cli_overrides():

@@ -133,9 +133,10 @@ async def test_a_job_discarded_during_the_delay_wait_does_not_break_take():
 
     thread = threading.Thread(target=taker)
     thread.start()
+    # No event marks the taker entering its 0.3 s delay wait inside take(): 0.05 s puts the discard inside it.
     await asyncio.sleep(0.05)
     queue.discard(job)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # the taker sees the discard within its window, before close() ends the wait
     queue.close()
     thread.join(5)
     assert errors == [] and result == [None]

@@ -173,10 +173,10 @@ async def test_threads_sharing_a_dispatcher_split_one_round_and_assemble_each_re
 
 
 async def test_fail_all_answers_planned_batches_while_a_thread_waits_on_the_queue():
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
     session = FakeSession()
     run = session.run
-    session.run = lambda names, feeds: (gate.wait(5), run(names, feeds))[1]
+    session.run = lambda names, feeds: (started.set(), gate.wait(5), run(names, feeds))[2]
     queue, stats = WorkQueue(0), ModelStatistics("fake", 1)
     dispatcher = BatchDispatcher(queue, BatchPolicy(1, 1024, 0.0, 0), stats)
     worker = InferenceWorker("infer-test", session, ["input_ids", "attention_mask"], "out", 0, dispatcher, stats,
@@ -186,7 +186,7 @@ async def test_fail_all_answers_planned_batches_while_a_thread_waits_on_the_queu
     queue.put(first)
     queue.put(second)
     worker.start()
-    await asyncio.sleep(0.2)
+    assert await asyncio.to_thread(started.wait, 5)  # the first batch is held in its run, the second planned
     dispatcher.fail_all(ServerError(ErrorKind.UNAVAILABLE, "stopping"))
     with pytest.raises(ServerError):
         await asyncio.wait_for(second.future, 5)
