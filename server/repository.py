@@ -1,8 +1,10 @@
 """The Triton-style model repository: `<repo>/<name>/config.pbtxt` + `<repo>/<name>/<version>/model.onnx`.
 
-This module is the contract between `export/` (which writes it) and `server/` (which reads it). The
-config is Triton's own `inference.ModelConfig` message, read and written with protobuf `text_format`;
-the embedding metadata the server needs lives in its `parameters` map.
+This module is the contract between `export/` (which writes it) and `server/` (which reads it), and the only
+place that knows the repository's names and layout: file names, the version directory rule, the per-precision
+model names, tensor names, the platform and the parameters. The config is Triton's own `inference.ModelConfig`
+message, read and written with protobuf `text_format`; the embedding metadata the server needs lives in its
+`parameters` map.
 """
 
 from __future__ import annotations
