@@ -12,9 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
-from server.repository import FP32, PRECISIONS
-
 from server.config import from_arguments
+from server.repository import FP32, PRECISIONS
 
 from .config import DEFAULT_REPOSITORY, ExportConfig
 from .errors import ExportError, InputError
