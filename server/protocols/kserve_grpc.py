@@ -12,6 +12,7 @@ outputs) go back as `raw_output_contents`, as Triton returns outputs.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -20,7 +21,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import service_pb2
 
 from ..errors import invalid
-from ..options import options_from_parameters
+from ..options import DEFAULT, options_from_parameters
 from ..repository import ModelConfig
 from . import kserve
 
@@ -29,6 +30,8 @@ _PARAMETER_FIELDS = ("bool_param", "int64_param", "string_param", "double_param"
 
 def parameters(params) -> dict[str, Any]:
     """A protobuf `map<string, InferParameter>` as plain Python values."""
+    if not params:  # the common case, per request and per tensor: skip building the items view
+        return {}
     values = {}
     for key, value in params.items():
         which = value.WhichOneof("parameter_choice")
@@ -68,7 +71,8 @@ def _input_tensors(request, model: str, max_inputs: int) -> dict[str, tuple[dict
     found: dict[str, tuple[dict, memoryview | None]] = {}
     for index, tensor in enumerate(request.inputs):
         kserve.check_input(tensor.name, tensor.datatype, model, found)
-        kserve.check_parameters(parameters(tensor.parameters), f"input '{tensor.name}'")
+        if tensor.parameters:
+            kserve.check_parameters(parameters(tensor.parameters), f"input '{tensor.name}'")
         if raw:
             if tensor.HasField("contents"):
                 raise invalid(f"input '{tensor.name}' has both 'contents' and raw_input_contents")
@@ -92,18 +96,34 @@ def parse_infer_request(request: service_pb2.ModelInferRequest, *, max_inputs: i
     outputs = _outputs(request, model)
     return kserve.assemble_request(found, request_id=request.id or None, outputs=outputs, timeout_us=timeout,
                                    model=model, max_inputs=max_inputs, max_input_chars=max_input_chars,
-                                   options=options_from_parameters(params), outputs_given=bool(request.outputs),
+                                   options=options_from_parameters(params) if params else DEFAULT,
+                                   outputs_given=bool(request.outputs),
                                    binary_default=True)
 
 
 def _outputs(request, model: str) -> list[kserve.RequestedOutput]:
     """The requested outputs, checked one by one: a repeated name is refused when it is met, not after all."""
-    requested = request.outputs or [service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=kserve.OUTPUT)]
+    if not request.outputs:
+        return [_plain_output(kserve.OUTPUT, model)]
     outputs: list[kserve.RequestedOutput] = []
-    for out in requested:
-        outputs.append(kserve.requested_output(out.name, parameters(out.parameters), model, True))
-        kserve.check_unique(outputs)
+    seen: set[str] = set()
+    for out in request.outputs:
+        if out.parameters:
+            output = kserve.requested_output(out.name, parameters(out.parameters), model, True)
+        else:
+            output = _plain_output(out.name, model)
+        outputs.append(output)
+        if output.name in seen:
+            kserve.check_unique(outputs)  # raises the shared message
+        seen.add(output.name)
     return outputs
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_output(name: str, model: str) -> kserve.RequestedOutput:
+    """An output requested without parameters: the same every time (a Triton client names each output of every
+    request), so checked once. Refused names raise, and an exception is not cached."""
+    return kserve.requested_output(name, {}, model, True)
 
 
 def infer_response(*, model: str, version: str, request_id: str | None, tensors: dict[str, np.ndarray],

@@ -186,3 +186,18 @@ def test_element_counts_are_checked_against_the_shape_before_any_element_is_conv
 def test_a_repeated_output_is_refused_when_it_is_met():
     request = client_request([text_input(["a"])], outputs=[grpcclient.InferRequestedOutput(kserve.OUTPUT)] * 3)
     rejected(request, "requested more than once")
+
+
+def test_outputs_without_parameters_and_empty_parameters_take_the_fast_path_to_the_same_result():
+    """What a Triton client sends per request (every output named, no parameters) parses as the general path
+    does, and a refused output name is refused on every request, not only the first."""
+    names = [kserve.OUTPUT, *kserve.CHUNK_OUTPUTS]
+    plain = parse(client_request([text_input(["a"])], outputs=[grpcclient.InferRequestedOutput(n) for n in names]))
+    assert plain.outputs == [kserve.RequestedOutput(name, True) for name in names]
+    assert plain.options == kserve_grpc.options_from_parameters({})
+    with_params = parse(client_request([text_input(["a"])], outputs=[
+        grpcclient.InferRequestedOutput(n, class_count=0) for n in names], parameters={"unused": 1}))
+    assert with_params.outputs == plain.outputs and with_params.options == plain.options
+    for _ in range(2):
+        rejected(client_request([text_input(["a"])], outputs=[grpcclient.InferRequestedOutput("x")]),
+                 "unexpected inference output 'x'")
