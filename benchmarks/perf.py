@@ -1,13 +1,15 @@
 """`python -m benchmarks.perf`: Triton's own load generator, perf_analyzer, against this server and Triton.
 
-A second client, independent of the project's: the same command for both servers (KServe v2 over HTTP,
-a BYTES input `TEXT` of one STS-B dev sentence per request, closed loop at each concurrency):
+A second client, independent of the project's: the same command for both servers and both protocols (KServe
+v2 over HTTP and over gRPC, a BYTES input `TEXT` of one STS-B dev sentence per request, closed loop at each
+concurrency):
 
-    perf_analyzer -i http -u HOST:PORT -m MODEL --input-data texts.json --shape TEXT:1 --concurrency-range C:C
+    perf_analyzer -i http|grpc -u HOST:PORT -m MODEL --input-data texts.json --shape TEXT:1 --concurrency-range C:C
 
 Each server is started alone on a repository holding only the model (the benchmark's contenders `ours` and
-`triton`), its RSS and CPU sampled over each point. Prints texts/s, p50/p99 per point and issue 15's ratios,
-and writes `perf_analyzer_<model>.{json,md}` to the results folder.
+`triton`), its RSS and CPU sampled over each point; at each concurrency the protocols run one after the other
+on the same server. Prints texts/s, p50/p99 per point, issue 15's ratios (ours vs Triton, HTTP) and issue 17's
+(our gRPC vs our HTTP), and writes `perf_analyzer_<model>.{json,md}` to the results folder.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks.contenders import Contender, ContenderUnavailable, Setup, catalogue, started
+from benchmarks.contenders import Contender, ContenderUnavailable, Setup, catalogue, free_port, started
 from benchmarks.corpus import DEFAULT_TSV, read_sentences
 from benchmarks.onnx_model import locate
 from benchmarks.resources import Sampler
@@ -38,6 +40,7 @@ from server.repository import TEXT_INPUT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVERS = ("ours", "triton")
+PROTOCOLS = ("http", "grpc")
 MB = 2**20
 US_PER_MS = 1000.0
 
@@ -52,8 +55,9 @@ class Client:
     extra: tuple[str, ...]
     csv_dir: Path
 
-    def argv(self, port: int, model: str, concurrency: int, interval_ms: int, csv: Path) -> list[str]:
-        return command(self.binary, port, model, self.data, concurrency, csv, interval_ms, self.extra)
+    def argv(self, port: int, model: str, concurrency: int, interval_ms: int, csv: Path, protocol: str = "http"
+             ) -> list[str]:
+        return command(self.binary, port, model, self.data, concurrency, csv, interval_ms, self.extra, protocol)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class PerfPoint:
     rss_mb: float
     cpu_percent: float
     error: str = ""
+    protocol: str = "http"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -77,6 +82,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, of: ours, triton")
     parser.add_argument("--concurrency", default="1,8,64")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated, of: http, grpc")
     parser.add_argument("--perf-analyzer", help="the binary (default: next to python, else on PATH)")
     parser.add_argument(
         "--measurement-interval", type=int, default=5000, help="perf_analyzer's window, ms (its default)"
@@ -92,6 +98,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.servers) - set(SERVERS)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    args.protocols = [p for p in args.protocols.split(",") if p]
+    if not args.protocols or set(args.protocols) - set(PROTOCOLS):
+        parser.error(f"--protocols: a comma-separated list of {', '.join(PROTOCOLS)}")
     return args
 
 
@@ -123,9 +132,10 @@ def command(
     csv_path: Path,
     interval_ms: int,
     extra: Sequence[str] = (),
+    protocol: str = "http",
 ) -> list[str]:
     return [
-        binary, "-i", "http", "-u", f"127.0.0.1:{port}", "-m", model, "--input-data", str(data),
+        binary, "-i", protocol, "-u", f"127.0.0.1:{port}", "-m", model, "--input-data", str(data),
         "--shape", "TEXT:1", "--concurrency-range", f"{concurrency}:{concurrency}",
         "--measurement-interval", str(interval_ms), "-f", str(csv_path), *extra,
     ]  # fmt: skip
@@ -146,14 +156,25 @@ def parse_csv(text: str) -> dict:
     }
 
 
-def measure_point(running, client: Client, concurrency: int) -> PerfPoint:
-    """One perf_analyzer run at `concurrency`; when it finds no stable window (a busy machine), once more with
-    windows twice as long."""
+def grpc_port(running) -> int:
+    """The server's gRPC port, as its command line gives it (the last `--grpc-port` wins, as in argparse)."""
+    args = list(running.process.args)
+    found = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--grpc-port"]
+    if not found or not found[-1].isdigit() or int(found[-1]) == 0:
+        raise ValueError(f"{running.contender.name} has no fixed --grpc-port on its command line")
+    return int(found[-1])
+
+
+def measure_point(running, client: Client, concurrency: int, protocol: str = "http") -> PerfPoint:
+    """One perf_analyzer run at `concurrency` over `protocol`; when it finds no stable window (a busy machine),
+    once more with windows twice as long."""
+    port = running.port if protocol == "http" else grpc_port(running)
+    label = running.contender.name + ("" if protocol == "http" else f"-{protocol}")
     with Sampler(running.process.pid) as sampler:
         sampler.mark_start()
         for interval in (client.interval_ms, 2 * client.interval_ms):
-            csv_path = client.csv_dir / f"{running.contender.name}-c{concurrency}-{interval}ms.csv"
-            argv = client.argv(running.port, running.contender.model, concurrency, interval, csv_path)
+            csv_path = client.csv_dir / f"{label}-c{concurrency}-{interval}ms.csv"
+            argv = client.argv(port, running.contender.model, concurrency, interval, csv_path, protocol)
             result = run_perf_analyzer(argv, interval)
             if result.returncode == 0 or "stable measurement" not in result.stderr + result.stdout:
                 break
@@ -161,9 +182,9 @@ def measure_point(running, client: Client, concurrency: int) -> PerfPoint:
     rss, cpu = sampler.peak_rss() / MB, sampler.cpu_percent()
     if result.returncode != 0 or not csv_path.is_file():
         reason = f"exit {result.returncode}: " + " ".join((result.stderr or result.stdout).split())[-500:]
-        return PerfPoint(concurrency, math.nan, math.nan, math.nan, rss, cpu, reason)
+        return PerfPoint(concurrency, math.nan, math.nan, math.nan, rss, cpu, reason, protocol)
     parsed = parse_csv(csv_path.read_text())
-    return PerfPoint(concurrency, parsed["texts_per_s"], parsed["p50_ms"], parsed["p99_ms"], rss, cpu)
+    return PerfPoint(concurrency, parsed["texts_per_s"], parsed["p50_ms"], parsed["p99_ms"], rss, cpu, "", protocol)
 
 
 def run_perf_analyzer(argv: list[str], interval_ms: int) -> subprocess.CompletedProcess:
@@ -174,24 +195,33 @@ def run_perf_analyzer(argv: list[str], interval_ms: int) -> subprocess.Completed
         return subprocess.CompletedProcess(argv, 1, "", f"timed out after {timeout:.0f} s")
 
 
-def run_server(contender: Contender, client: Client, concurrencies: Sequence[int], log_dir: Path) -> dict:
+def run_server(contender: Contender, client: Client, concurrencies: Sequence[int], log_dir: Path,
+               protocols: Sequence[str] = ("http",)) -> dict:
+    """Every concurrency, and at each the protocols one after the other on the same server."""
     entry = {"description": contender.description, "points": []}
     with started(contender, log_dir) as running:
         for concurrency in concurrencies:
-            found = measure_point(running, client, concurrency)
-            print(
-                f"  [{contender.name}] c={concurrency}: {found.texts_per_s:.1f} texts/s, "
-                f"p50 {found.p50_ms:.1f} ms, p99 {found.p99_ms:.1f} ms, RSS {found.rss_mb:.0f} MB "
-                f"{found.error}",
-                flush=True,
-            )
-            entry["points"].append(found.__dict__)
+            for protocol in protocols:
+                try:
+                    found = measure_point(running, client, concurrency, protocol)
+                except ValueError as exc:
+                    found = PerfPoint(concurrency, math.nan, math.nan, math.nan, math.nan, math.nan, str(exc),
+                                      protocol)
+                shown = contender.name if protocol == "http" else f"{contender.name} {protocol}"
+                print(
+                    f"  [{shown}] c={concurrency}: {found.texts_per_s:.1f} texts/s, "
+                    f"p50 {found.p50_ms:.1f} ms, p99 {found.p99_ms:.1f} ms, RSS {found.rss_mb:.0f} MB "
+                    f"{found.error}",
+                    flush=True,
+                )
+                entry["points"].append(found.__dict__)
     return entry
 
 
-def point(results: dict, server: str, concurrency: int) -> dict:
+def point(results: dict, server: str, concurrency: int, protocol: str = "http") -> dict:
     for found in (results.get("servers", {}).get(server) or {}).get("points", []):
-        if found["concurrency"] == concurrency and not found["error"]:
+        if (found["concurrency"] == concurrency and found.get("protocol", "http") == protocol
+                and not found["error"]):
             return found
     return {}
 
@@ -214,24 +244,46 @@ def evaluate(results: dict) -> list[Target]:
             True,
             "ms",
         ),
+        *grpc_targets(results),
     ]
+
+
+def grpc_targets(results: dict) -> list[Target]:
+    """Issue 17's: our gRPC at least as fast as our HTTP at every concurrency, and a lone request's p50 lower.
+    None when no gRPC point was measured (`--protocols http`)."""
+    points = (results.get("servers", {}).get("ours") or {}).get("points", [])
+    if not any(p.get("protocol") == "grpc" for p in points):
+        return []
+    concurrencies = sorted({p["concurrency"] for p in points})
+    targets = [
+        Target(f"perf_analyzer c={c}: ours gRPC / HTTP texts/s",
+               ratio(point(results, "ours", c, "grpc").get("texts_per_s"),
+                     point(results, "ours", c).get("texts_per_s")), 1.0)
+        for c in concurrencies
+    ]
+    grpc_p50, http_p50 = point(results, "ours", 1, "grpc").get("p50_ms"), point(results, "ours", 1).get("p50_ms")
+    targets.append(Target("perf_analyzer c=1: ours gRPC p50 - HTTP p50",
+                          math.nan if grpc_p50 is None or http_p50 is None else grpc_p50 - http_p50, 0.0, True,
+                          "ms"))
+    return targets
 
 
 def markdown(results: dict, targets: Sequence[Target]) -> str:
     columns = ("server", "load", "texts/s", "p50 ms", "p99 ms", "RSS MB", "server CPU %", "error")
     rows = [
-        [name, f"c={p['concurrency']}", p["texts_per_s"], p["p50_ms"], p["p99_ms"], p["rss_mb"],
-         p["cpu_percent"], p["error"] or "-"]
+        [name if p.get("protocol", "http") == "http" else f"{name} ({p['protocol']})", f"c={p['concurrency']}",
+         p["texts_per_s"], p["p50_ms"], p["p99_ms"], p["rss_mb"], p["cpu_percent"], p["error"] or "-"]
         for name, entry in results["servers"].items()
         for p in entry.get("points", [])
     ]  # fmt: skip
     servers = results["servers"].items()
     described = [f"**{n}**: {e['description']}" for n, e in servers]
     described += [f"**{n}** skipped: {e['skipped']}" for n, e in servers if e.get("skipped")]
+    protocols = " and ".join("gRPC" if p == "grpc" else "HTTP" for p in results.get("protocols", ["http"]))
     parts = [
-        "# perf_analyzer: this server and Triton",
-        f"Run {results['started']} with `{results['command']}` ({results['elapsed_s']:.0f} s), model "
-        f"{results['model']}, {results['sentences']} STS-B dev sentences as input data, one per request.",
+        f"# perf_analyzer: this server and Triton, KServe v2 over {protocols}",
+        (f"Run {results['started']} with `{results['command']}` ({results['elapsed_s']:.0f} s), model "
+         f"{results['model']}, {results['sentences']} STS-B dev sentences as input data, one per request."),
         f"Command per point: `{results['perf_analyzer_command']}`",
         report.table(columns, rows),
         report.bullets(described),
@@ -242,20 +294,24 @@ def markdown(results: dict, targets: Sequence[Target]) -> str:
 
 
 def run_servers(args: argparse.Namespace, client: Client, work: Path) -> dict:
+    server_args = tuple(shlex.split(args.server_args))
+    if "grpc" in args.protocols:
+        server_args += ("--grpc-port", str(free_port()))  # a fixed port perf_analyzer can be given
     setup = Setup(
         args.model_repository,
         args.model,
         Path("."),  # no sentence-transformers folder: neither contender needs one
         work,
         intra_op_threads=args.triton_intra_op,
-        server_args=tuple(shlex.split(args.server_args)),
+        server_args=server_args,
     )
     factories = catalogue(setup, locate(args.model_repository, args.model))
     servers = {}
     for name in args.servers:
         print(f"[{name}] starting", flush=True)
         try:
-            servers[name] = run_server(factories[name](), client, args.concurrency, args.out / "logs")
+            servers[name] = run_server(factories[name](), client, args.concurrency, args.out / "logs",
+                                       args.protocols)
         except ContenderUnavailable as exc:
             reason = " ".join(str(exc).split())[-600:]
             print(f"[{name}] SKIPPED: {reason}", flush=True)
@@ -273,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     sentences = read_sentences(args.tsv)
     extra = tuple(shlex.split(args.pa_args))
     shown = command("perf_analyzer", "PORT", args.model, Path("texts.json"), "C", Path("out.csv"),
-                    args.measurement_interval, extra)  # fmt: skip
+                    args.measurement_interval, extra, "|".join(args.protocols))  # fmt: skip
     results = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "command": shlex.join(["python", "-m", "benchmarks.perf", *(sys.argv[1:] if argv is None else argv)]),
@@ -281,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "sentences": len(sentences),
         "perf_analyzer": binary,
         "perf_analyzer_command": shlex.join(shown),
+        "protocols": args.protocols,
     }
     with tempfile.TemporaryDirectory(prefix="perf-") as work_dir:
         data = input_data(sentences, Path(work_dir) / "texts.json")

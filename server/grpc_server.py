@@ -1,8 +1,10 @@
 """The gRPC server's lifecycle inside the aiohttp app: same process, same event loop, same models.
 
-`install(app)` adds a cleanup context (start the `grpc.aio` server once the models are warm; stop it before
-they are) and a shutdown hook (health NOT_SERVING, refuse new calls, let the running ones finish within
---shutdown-grace-s, concurrently with HTTP's drain). With `--grpc false` nothing of gRPC is even imported.
+`install(app)` adds a cleanup context: start the `grpc.aio` server once the models are warm; stop it before
+they are. There is one drain for both protocols: gRPC calls are counted in the app's `Lifecycle` beside HTTP's
+requests, so `server/serving.py` waits for both within one --shutdown-grace-s (health turns NOT_SERVING with
+readiness, at the next sync). What still runs when the stop comes gets what is left of the grace period, then is
+cut. With `--grpc false` nothing of gRPC is even imported.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ class GrpcRuntime:
     health: Any  # grpc_health.ServerHealth
     port: int
     tasks: list[asyncio.Task] = field(default_factory=list)
-    drained: asyncio.Task | None = None
 
 
 GRPC = web.AppKey("grpc", GrpcRuntime)
@@ -41,7 +42,6 @@ GRPC = web.AppKey("grpc", GrpcRuntime)
 
 def install(app: web.Application) -> None:
     app.cleanup_ctx.append(_grpc_ctx)
-    app.on_shutdown.append(_start_draining)
 
 
 def _address(host: str, port: int) -> str:
@@ -90,32 +90,25 @@ async def _grpc_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if runtime.drained is None:
-            runtime.drained = asyncio.create_task(_drain(runtime, _drain_budget_s(app)))
-        await runtime.drained
-        for task in runtime.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await runtime.server.stop(STOP_GRACE_S)
+        await _stop(app, runtime)
 
 
-async def _drain(runtime: GrpcRuntime, grace_s: float) -> None:
+async def _stop(app: web.Application, runtime: GrpcRuntime) -> None:
+    """Health NOT_SERVING for good; calls still running (none after serving.py's drain, unless its grace period
+    ran out) get what is left of the grace period; then the server stops and open streams are cut."""
     await runtime.health.drain()
-    if not await runtime.service.in_flight.drain(grace_s):
-        log.warning("gRPC: %d call(s) still running after %.1fs; cutting them", runtime.service.in_flight.count,
-                    grace_s)
+    lifecycle = app[LIFECYCLE]
+    if not await lifecycle.wait_idle(_drain_budget_s(app)):
+        log.warning("gRPC: stopping with %d request(s) still running after the grace period; cutting them",
+                    lifecycle.in_flight)
+    for task in runtime.tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await runtime.server.stop(STOP_GRACE_S)
 
 
 def _drain_budget_s(app: web.Application) -> float:
-    """What is left of the one grace period the HTTP drain started (serving.py), else a whole one."""
+    """What is left of the one grace period (serving.py started it), else a whole one."""
     remaining = app[LIFECYCLE].remaining_s(asyncio.get_running_loop().time())
     return app[CONFIG].shutdown_grace_s if remaining is None else remaining
-
-
-async def _start_draining(app: web.Application) -> None:
-    runtime = app.get(GRPC)
-    if runtime is not None and runtime.drained is None:
-        log.info("gRPC: draining: health NOT_SERVING, new calls refused, %d call(s) finishing",
-                 runtime.service.in_flight.count)
-        runtime.drained = asyncio.create_task(_drain(runtime, _drain_budget_s(app)))

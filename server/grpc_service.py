@@ -2,15 +2,16 @@
 
 The servicer is `tritonclient.grpc.service_pb2_grpc`'s (Triton's grpc_service.proto, not a copy). Every RPC but
 ServerLive and ServerReady needs the API key when one is set (metadata `authorization: Bearer <key>`), as
-over HTTP. A `ServerError` ends the call with the gRPC status of its kind (`errors.STATUS`). While the server
-drains, new calls get UNAVAILABLE and the calls already running finish (`InFlight`).
+over HTTP (`server/auth.py`). A `ServerError` ends the call with the gRPC status of its kind (`errors.STATUS`).
+Every call is counted in the app's `Lifecycle` beside HTTP's requests, so one drain (`server/serving.py`) waits
+for both. A ModelStreamInfer stream has at most STREAM_MAX_IN_FLIGHT requests running; it reads the next one
+when one of them is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -18,45 +19,19 @@ import grpc
 from aiohttp import web
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from . import kserve_infer
-from .errors import ErrorKind, ServerError, grpc_status_name, invalid
+from . import kserve_infer, model_control
+from .auth import check_bearer
+from .errors import ErrorKind, ServerError, grpc_status_name
 from .model import ServedModel
 from .protocols import kserve, kserve_grpc
 from .routes.docs import server_version
 from .routes.health import is_live, is_ready
-from .state import CONFIG, REGISTRY
+from .state import CONFIG, LIFECYCLE, REGISTRY
 
 log = logging.getLogger(__name__)
 
-
-class InFlight:
-    """Counts the calls being served, so shutdown can wait for them (and refuse new ones) like HTTP does."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def enter(self) -> None:
-        if self.draining:
-            raise ServerError(ErrorKind.UNAVAILABLE, "the server is shutting down", retry_after_s=1)
-        self.count += 1
-        self._idle.clear()
-
-    def leave(self) -> None:
-        self.count -= 1
-        if self.count == 0:
-            self._idle.set()
-
-    async def drain(self, timeout_s: float) -> bool:
-        """Refuse new calls; wait up to `timeout_s` for the running ones. True when none is left."""
-        self.draining = True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            return False
-        return True
+# Requests of one ModelStreamInfer stream running at once; the stream is read on as they are answered.
+STREAM_MAX_IN_FLIGHT = 64
 
 
 def grpc_code(error: ServerError) -> grpc.StatusCode:
@@ -73,11 +48,11 @@ def _rpc(*, public: bool = False):
                 if public:
                     return await method(self, request, context)
                 self.authenticate(context)
-                self.in_flight.enter()
+                self.lifecycle.request_started()
                 try:
                     return await method(self, request, context)
                 finally:
-                    self.in_flight.leave()
+                    self.lifecycle.request_finished()
             except ServerError as exc:
                 error = exc
             except Exception:
@@ -104,18 +79,14 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     def __init__(self, app: web.Application, on_models_changed: Callable[[], Awaitable[None]]) -> None:
         self.app = app
-        self.in_flight = InFlight()
+        self.lifecycle = app[LIFECYCLE]
         self._on_models_changed = on_models_changed
 
     def authenticate(self, context: grpc.aio.ServicerContext) -> None:
         key = self.app[CONFIG].api_key
-        if not key:
-            return
-        header = dict(context.invocation_metadata() or ()).get("authorization", "")
-        scheme, _, token = str(header).partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-            raise ServerError(ErrorKind.UNAUTHORIZED, "a valid API key is required: metadata "
-                              "'authorization: Bearer <key>'")
+        if key:
+            header = dict(context.invocation_metadata() or ()).get("authorization")
+            check_bearer(header, key, where="metadata 'authorization: Bearer <key>'")
 
     def _model(self, name: str, version: str) -> ServedModel:
         return self.app[REGISTRY].get(name, version or None)
@@ -126,7 +97,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @_rpc(public=True)
     async def ServerReady(self, request, context):
-        return service_pb2.ServerReadyResponse(ready=is_ready(self.app) and not self.in_flight.draining)
+        return service_pb2.ServerReadyResponse(ready=is_ready(self.app))
 
     @_rpc()
     async def ModelReady(self, request, context):
@@ -172,23 +143,29 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelStreamInfer(self, request_iterator, context):
         """Each request on the stream is answered as soon as it is done (requests share batches); a failed
-        request gets a response with `error_message` and its id, and the stream goes on. A client that goes
+        request gets a response with `error_message` and its id, and the stream goes on. At most
+        STREAM_MAX_IN_FLIGHT requests run at once: the next is read when one is answered. A client that goes
         away cancels what it still had running."""
         try:
             self.authenticate(context)
         except ServerError as exc:
             await context.abort(grpc_code(exc), exc.message)
         writing = asyncio.Lock()
+        slots = asyncio.Semaphore(STREAM_MAX_IN_FLIGHT)
         tasks: set[asyncio.Task] = set()
 
         async def answer(request: service_pb2.ModelInferRequest) -> None:
-            response = await self._stream_response(request)
-            async with writing:
-                if not context.done():
-                    await context.write(response)
+            try:
+                response = await self._stream_response(request)
+                async with writing:
+                    if not context.done():
+                        await context.write(response)
+            finally:
+                slots.release()
 
         try:
             async for request in request_iterator:
+                await slots.acquire()  # released by `answer`, created at once (no await in between)
                 task = asyncio.create_task(answer(request))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -199,10 +176,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 task.cancel()
 
     async def _stream_response(self, request) -> service_pb2.ModelStreamInferResponse:
-        try:
-            self.in_flight.enter()
-        except ServerError as exc:
-            return _stream_error(request, exc.message)
+        self.lifecycle.request_started()
         try:
             return service_pb2.ModelStreamInferResponse(infer_response=await self.infer(request))
         except ServerError as exc:
@@ -211,7 +185,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             log.exception("gRPC ModelStreamInfer request %r failed", request.id)
             return _stream_error(request, "internal server error")
         finally:
-            self.in_flight.leave()
+            self.lifecycle.request_finished()
 
     @_rpc()
     async def RepositoryIndex(self, request, context):
@@ -222,20 +196,19 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(self, request, context):
         self._check_control(request)
         kserve.check_load_request(kserve_grpc.load_parameters(request))
-        await asyncio.shield(self.app[REGISTRY].load(request.model_name))
+        await model_control.load(self.app, request.model_name)
         await self._on_models_changed()
         return service_pb2.RepositoryModelLoadResponse()
 
     @_rpc()
     async def RepositoryModelUnload(self, request, context):
         self._check_control(request)
-        await asyncio.shield(self.app[REGISTRY].unload(request.model_name))
+        await model_control.unload(self.app, request.model_name)
         await self._on_models_changed()
         return service_pb2.RepositoryModelUnloadResponse()
 
     def _check_control(self, request) -> None:
-        if not self.app[CONFIG].model_control:
-            raise invalid("explicit model load / unload is not allowed: the server runs with --model-control false")
+        model_control.check_enabled(self.app)
         _no_repository_name(request.repository_name)
 
     SystemSharedMemoryStatus = _unimplemented("system shared memory")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -12,6 +11,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from .auth import check_bearer
 from .decoding import decode
 from .errors import TEI_TYPE, ErrorKind, Protocol, ServerError, status_for
 from .protocols import openai
@@ -100,13 +100,9 @@ async def in_flight_middleware(request: web.Request, handler: Handler) -> web.St
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    key = request.app[CONFIG].api_key
-    if key and request.path not in UNAUTHENTICATED_PATHS:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as bytes, never fail on them.
-        given = token.strip().encode("utf-8", "surrogateescape")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given, key.encode()):
-            raise ServerError(ErrorKind.UNAUTHORIZED, "a valid API key is required: 'Authorization: Bearer <key>'")
+    if request.path not in UNAUTHENTICATED_PATHS:
+        check_bearer(request.headers.get("Authorization"), request.app[CONFIG].api_key,
+                     where="'Authorization: Bearer <key>'")
     return await handler(request)
 
 

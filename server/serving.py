@@ -3,7 +3,8 @@
 Shutdown order: the first signal turns readiness 503 at once while the listener stays open, so load balancers
 see the server leave before anything closes; requests in flight (and any that still arrive) are served until
 none is left or `--shutdown-grace-s` has passed; then the listener and the connections close and the models
-stop, within what is left of the same grace period. Further signals are logged and change nothing: accepted
+stop, within what is left of the same grace period. HTTP requests and gRPC calls are one count
+(`Lifecycle.in_flight`), so this one drain waits for both; the gRPC server stops after it (grpc_server.py). Further signals are logged and change nothing: accepted
 work is never cut short by an impatient second SIGTERM (SIGKILL still ends the process at once).
 """
 

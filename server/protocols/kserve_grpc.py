@@ -4,12 +4,16 @@ The messages are `tritonclient.grpc.service_pb2` (Triton's grpc_service.proto). 
 of `protocols/kserve.py`: the same names, data types, shapes, limits and messages as over HTTP, and the same
 request `parameters` (prompt, truncation direction, chunking: `options_from_parameters`). `TEXT` comes as
 `contents.bytes_contents` or as `raw_input_contents` (each element a little-endian uint32 length and its
-bytes); the ids as `contents.int64_contents` or raw little-endian INT64. The embedding (and the chunk
+bytes); the ids as `contents.int64_contents` or raw little-endian INT64. The parse runs on the event loop, so
+every count is checked before anything is converted: the shape, then the number of elements against it (and
+the first dimension against --max-inputs), then at most that many elements are converted. The embedding (and the chunk
 outputs) go back as `raw_output_contents`, as Triton returns outputs.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -17,7 +21,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import service_pb2
 
 from ..errors import invalid
-from ..options import options_from_parameters
+from ..options import DEFAULT, options_from_parameters
 from ..repository import ModelConfig
 from . import kserve
 
@@ -26,6 +30,8 @@ _PARAMETER_FIELDS = ("bool_param", "int64_param", "string_param", "double_param"
 
 def parameters(params) -> dict[str, Any]:
     """A protobuf `map<string, InferParameter>` as plain Python values."""
+    if not params:  # the common case, per request and per tensor: skip building the items view
+        return {}
     values = {}
     for key, value in params.items():
         which = value.WhichOneof("parameter_choice")
@@ -33,28 +39,46 @@ def parameters(params) -> dict[str, Any]:
     return values
 
 
-def _contents(tensor, name: str) -> dict:
-    """The tensor as `kserve.assemble_request` takes it when its data is in `contents`."""
-    shape = [int(d) for d in tensor.shape]
+# More dimensions than this are refused without copying them (the inputs have one or two).
+MAX_DIMS = 8
+
+
+def _shape(tensor, name: str) -> list[int]:
+    if len(tensor.shape) > MAX_DIMS:
+        raise invalid(f"input '{name}': shape has {len(tensor.shape)} dimensions; at most 2 are expected")
+    return [int(d) for d in tensor.shape]
+
+
+def _contents(tensor, name: str, max_inputs: int) -> dict:
+    """The tensor as `kserve.assemble_request` takes it when its data is in `contents`. The element count is
+    checked against the shape before any element is converted (a message can hold millions of them)."""
+    shape = _shape(tensor, name)
+    if not shape or min(shape) <= 0 or shape[0] > max_inputs:
+        return {"shape": shape, "data": []}  # the shared checks refuse it from the shape alone
+    values = tensor.contents.bytes_contents if name == kserve.TEXT else tensor.contents.int64_contents
+    needed = math.prod(shape)
+    if len(values) != needed:
+        raise invalid(f"input '{name}' has {len(values)} elements but its shape {shape} needs {needed}")
     if name == kserve.TEXT:
-        return {"shape": shape, "data": kserve.decode_texts(list(tensor.contents.bytes_contents))}
-    return {"shape": shape, "data": list(tensor.contents.int64_contents)}
+        return {"shape": shape, "data": kserve.decode_texts(list(values))}
+    return {"shape": shape, "data": list(values)}
 
 
-def _input_tensors(request, model: str) -> dict[str, tuple[dict, memoryview | None]]:
+def _input_tensors(request, model: str, max_inputs: int) -> dict[str, tuple[dict, memoryview | None]]:
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise invalid(f"expected {len(request.inputs)} raw_input_contents (one per input), got {len(raw)}")
     found: dict[str, tuple[dict, memoryview | None]] = {}
     for index, tensor in enumerate(request.inputs):
         kserve.check_input(tensor.name, tensor.datatype, model, found)
-        kserve.check_parameters(parameters(tensor.parameters), f"input '{tensor.name}'")
+        if tensor.parameters:
+            kserve.check_parameters(parameters(tensor.parameters), f"input '{tensor.name}'")
         if raw:
             if tensor.HasField("contents"):
                 raise invalid(f"input '{tensor.name}' has both 'contents' and raw_input_contents")
-            found[tensor.name] = ({"shape": [int(d) for d in tensor.shape]}, memoryview(raw[index]))
+            found[tensor.name] = ({"shape": _shape(tensor, tensor.name)}, memoryview(raw[index]))
         else:
-            found[tensor.name] = (_contents(tensor, tensor.name), None)
+            found[tensor.name] = (_contents(tensor, tensor.name, max_inputs), None)
     if not found:
         raise invalid("'inputs' must be a non-empty list")
     return found
@@ -68,14 +92,38 @@ def parse_infer_request(request: service_pb2.ModelInferRequest, *, max_inputs: i
     timeout = params.get("timeout")
     if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
         raise invalid("'timeout' must be a non-negative integer (microseconds)")
-    found = _input_tensors(request, model)
-    requested = request.outputs or [service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=kserve.OUTPUT)]
-    outputs = kserve.check_unique(
-        [kserve.requested_output(out.name, parameters(out.parameters), model, True) for out in requested])
+    found = _input_tensors(request, model, max_inputs)
+    outputs = _outputs(request, model)
     return kserve.assemble_request(found, request_id=request.id or None, outputs=outputs, timeout_us=timeout,
                                    model=model, max_inputs=max_inputs, max_input_chars=max_input_chars,
-                                   options=options_from_parameters(params), outputs_given=bool(request.outputs),
+                                   options=options_from_parameters(params) if params else DEFAULT,
+                                   outputs_given=bool(request.outputs),
                                    binary_default=True)
+
+
+def _outputs(request, model: str) -> list[kserve.RequestedOutput]:
+    """The requested outputs, checked one by one: a repeated name is refused when it is met, not after all."""
+    if not request.outputs:
+        return [_plain_output(kserve.OUTPUT, model)]
+    outputs: list[kserve.RequestedOutput] = []
+    seen: set[str] = set()
+    for out in request.outputs:
+        if out.parameters:
+            output = kserve.requested_output(out.name, parameters(out.parameters), model, True)
+        else:
+            output = _plain_output(out.name, model)
+        outputs.append(output)
+        if output.name in seen:
+            kserve.check_unique(outputs)  # raises the shared message
+        seen.add(output.name)
+    return outputs
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_output(name: str, model: str) -> kserve.RequestedOutput:
+    """An output requested without parameters: the same every time (a Triton client names each output of every
+    request), so checked once. Refused names raise, and an exception is not cached."""
+    return kserve.requested_output(name, {}, model, True)
 
 
 def infer_response(*, model: str, version: str, request_id: str | None, tensors: dict[str, np.ndarray],

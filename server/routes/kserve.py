@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from .. import kserve_infer
+from .. import kserve_infer, model_control
 from ..errors import ErrorKind, ServerError, invalid
 from ..model import ServedModel
 from ..protocols import bounded_json, kserve
 from ..repository import model_config_json
-from ..state import CONFIG, METRICS, REGISTRY
+from ..state import CONFIG, REGISTRY
 from .common import check_response_size, json_response, parse_body, render
 from .docs import server_version
 from .openai import timing_headers
@@ -106,37 +105,20 @@ async def repository_index(request: web.Request) -> web.Response:
 
 
 async def _checked_control_request(request: web.Request) -> str:
-    if not request.app[CONFIG].model_control:
-        raise invalid("explicit model load / unload is not allowed: the server runs with "
-                      "--model-control false")
+    model_control.check_enabled(request.app)
     kserve.check_load_request(await _optional_json(request))
     return request.match_info["model"]
 
 
-def _serving(request: web.Request, name: str) -> ServedModel | None:
-    try:
-        return request.app[REGISTRY].get(name)
-    except ServerError:
-        return None
-
-
 @routes.post("/v2/repository/models/{model}/load")
 async def load_model(request: web.Request) -> web.Response:
-    name = await _checked_control_request(request)
-    old = _serving(request, name)
-    if old is not None:
-        request.app[METRICS].retire(old.stats)  # its counters live on in the new instance's
-    await asyncio.shield(request.app[REGISTRY].load(name))
+    await model_control.load(request.app, await _checked_control_request(request))
     return web.Response(status=200)
 
 
 @routes.post("/v2/repository/models/{model}/unload")
 async def unload_model(request: web.Request) -> web.Response:
-    name = await _checked_control_request(request)
-    old = _serving(request, name)
-    if old is not None:
-        request.app[METRICS].retire(old.stats)
-    await asyncio.shield(request.app[REGISTRY].unload(name))
+    await model_control.unload(request.app, await _checked_control_request(request))
     return web.Response(status=200)
 
 

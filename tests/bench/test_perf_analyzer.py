@@ -57,3 +57,37 @@ def test_targets_are_ratios_to_triton():
     assert c1.value == pytest.approx(-1.0) and c1.verdict == "PASS"
     results["servers"]["ours"]["points"][0]["p50_ms"] = 11.5
     assert perf.evaluate(results)[2].verdict == "MISS"
+
+
+def test_grpc_command_and_port_from_the_command_line():
+    argv = perf.command("pa", 8124, "m", Path("t.json"), 1, Path("o.csv"), 5000, protocol="grpc")
+    assert " ".join(argv).startswith("pa -i grpc -u 127.0.0.1:8124 -m m --input-data t.json --shape TEXT:1")
+
+    class Running:
+        class contender:  # noqa: N801 - the shape of contenders.Running
+            name = "ours"
+
+        class process:  # noqa: N801
+            args = ["python", "-m", "server", "--grpc-port", "0", "--grpc-port", "8125"]
+
+    assert perf.grpc_port(Running) == 8125
+    Running.process.args = ["python", "-m", "server", "--grpc-port", "0"]
+    with pytest.raises(ValueError, match="no fixed --grpc-port"):
+        perf.grpc_port(Running)
+
+
+def test_grpc_targets_are_ratios_to_our_http_on_the_same_server():
+    def both(c, http, grpc, http_p50, grpc_p50):
+        return [_point(c, http, http_p50), {**_point(c, grpc, grpc_p50), "protocol": "grpc"}]
+
+    ours = [*both(1, 380, 400, 2.5, 2.4), *both(8, 500, 480, 13.5, 14.8), *both(64, 730, 740, 84, 80)]
+    results = {"servers": {"ours": {"points": ours}, "triton": {"points": []}}}
+    targets = {t.name: t for t in perf.evaluate(results)}
+    assert targets["perf_analyzer c=1: ours gRPC / HTTP texts/s"].value == pytest.approx(400 / 380)
+    assert targets["perf_analyzer c=8: ours gRPC / HTTP texts/s"].verdict == "MISS"
+    assert targets["perf_analyzer c=64: ours gRPC / HTTP texts/s"].verdict == "PASS"
+    p50 = targets["perf_analyzer c=1: ours gRPC p50 - HTTP p50"]
+    assert p50.value == pytest.approx(-0.1) and p50.verdict == "PASS"
+    assert targets["perf_analyzer c=64: ours / Triton texts/s"].verdict == "n/a"
+    assert perf.evaluate(results)[:3] == perf.evaluate({"servers": {"ours": {"points": ours[::2]}}})[:3], \
+        "the HTTP targets read HTTP points only"

@@ -19,7 +19,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from .repo_copy import link_model
-from .serverproc import start_server
+from .serverproc import http_status, start_server
 from .test_kserve import LONG, MODEL, OUTPUT, TEXTS, assert_metadata_matches_config, cosines, pending
 
 KEY = "s3cret"
@@ -292,6 +292,25 @@ def test_unload_and_load_follow_model_control_and_health(guarded_server):
         assert client.is_model_ready(MODEL, headers=AUTH) and health_check(channel, MODEL) == SERVING
 
 
+def success_count(server) -> float:
+    text = requests.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("nv_inference_request_success{") and f'model="{MODEL}"' in line)
+
+
+def test_a_grpc_reload_keeps_the_metrics_counting_as_over_http(guarded_server):
+    """Issue 14: gRPC's RepositoryModelLoad retires the replaced instance's statistics like HTTP's /load."""
+    with grpcclient.InferenceServerClient(grpc_url(guarded_server)) as client:
+        for _ in range(3):
+            client.infer(MODEL, [text_input(["counted before the reload"])], headers=AUTH)
+        before = success_count(guarded_server)
+        assert before >= 3
+        client.load_model(MODEL, headers=AUTH)
+        assert success_count(guarded_server) == before
+        client.infer(MODEL, [text_input(["and after it"])], headers=AUTH)
+        assert success_count(guarded_server) == before + 1
+
+
 def test_model_control_off_refuses_load_and_unload_and_grpc_can_be_off(tmp_path, minilm_repository):
     link_model(minilm_repository, tmp_path, MODEL)
     server = start_server(tmp_path, "--model-control", "false", "--grpc-port", "0")
@@ -324,6 +343,12 @@ async def test_sigterm_drains_grpc_calls_in_flight(tmp_path, minilm_repository, 
             assert asyncio.get_running_loop().time() < deadline, "the calls never reached the queue"
             await asyncio.sleep(0.05)
         server.process.send_signal(signal.SIGTERM)
+        # one drain for both protocols: with only gRPC calls in flight, HTTP's listener stays open (readiness 503)
+        ready = f"{server.url}/v2/health/ready"
+        while (status := await asyncio.to_thread(http_status, ready)) == 200:
+            assert asyncio.get_running_loop().time() < deadline, "SIGTERM never turned readiness 503"
+            await asyncio.sleep(0.02)
+        assert status == 503 and not all(call.done() for call in calls)
         assert (await asyncio.wait_for(watch.read(), 30)).status == NOT_SERVING
         results = await asyncio.wait_for(asyncio.gather(*calls), 120)
         await channel.close()

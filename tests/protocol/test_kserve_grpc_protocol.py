@@ -155,3 +155,49 @@ def test_repository_index_and_load_parameters():
     with pytest.raises(ServerError) as info:
         kserve.check_load_request(kserve_grpc.load_parameters(request))
     assert info.value.kind is ErrorKind.UNSUPPORTED
+
+
+def test_element_counts_are_checked_against_the_shape_before_any_element_is_converted(monkeypatch):
+    """Issue 14: the parse runs on the event loop, so a message of millions of tiny elements is refused from its
+    counts (shape, then elements, then --max-inputs), never by converting them first."""
+    converted: list[int] = []
+    decode = kserve.decode_texts
+    monkeypatch.setattr(kserve, "decode_texts", lambda items: converted.append(len(items)) or decode(items))
+    many = 1_000_000
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="TEXT", datatype="BYTES", shape=[1]).contents.bytes_contents.extend([b""] * many)
+    rejected(request, f"has {many} elements but its shape [1] needs 1")
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="TEXT", datatype="BYTES", shape=[many]).contents.bytes_contents.extend([b""] * many)
+    rejected(request, f"holds {many} texts; at most 2048 are allowed")
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="TEXT", datatype="BYTES", shape=[2, 2]).contents.bytes_contents.extend([b"a"] * 4)
+    rejected(request, "Expected [-1] or [-1,1], got [2, 2]")
+    assert converted == [4]  # only the request whose counts were right got as far as converting its elements
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="TEXT", datatype="BYTES", shape=[1] * 1000)
+    rejected(request, "1000 dimensions")
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="input_ids", datatype="INT64", shape=[1, 4]).contents.int64_contents.extend([1] * many)
+    request.inputs.add(name="attention_mask", datatype="INT64", shape=[1, 4]).contents.int64_contents.extend([1] * 4)
+    rejected(request, f"has {many} elements but its shape [1, 4] needs 4")
+
+
+def test_a_repeated_output_is_refused_when_it_is_met():
+    request = client_request([text_input(["a"])], outputs=[grpcclient.InferRequestedOutput(kserve.OUTPUT)] * 3)
+    rejected(request, "requested more than once")
+
+
+def test_outputs_without_parameters_and_empty_parameters_take_the_fast_path_to_the_same_result():
+    """What a Triton client sends per request (every output named, no parameters) parses as the general path
+    does, and a refused output name is refused on every request, not only the first."""
+    names = [kserve.OUTPUT, *kserve.CHUNK_OUTPUTS]
+    plain = parse(client_request([text_input(["a"])], outputs=[grpcclient.InferRequestedOutput(n) for n in names]))
+    assert plain.outputs == [kserve.RequestedOutput(name, True) for name in names]
+    assert plain.options == kserve_grpc.options_from_parameters({})
+    with_params = parse(client_request([text_input(["a"])], outputs=[
+        grpcclient.InferRequestedOutput(n, class_count=0) for n in names], parameters={"unused": 1}))
+    assert with_params.outputs == plain.outputs and with_params.options == plain.options
+    for _ in range(2):
+        rejected(client_request([text_input(["a"])], outputs=[grpcclient.InferRequestedOutput("x")]),
+                 "unexpected inference output 'x'")
