@@ -14,7 +14,8 @@ from collections import deque
 
 from .batching import BatchingPolicy
 from .errors import ErrorKind, ServerError
-from .scheduler import Item, Job, WorkQueue
+from .jobs import Item, Job
+from .work_queue import WorkQueue
 from .statistics import ModelStatistics
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from . import repository as repo
 from .admission import Ticket, TokenBudget, estimate_text_tokens
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
-from .scheduler import Job, JobResult, WorkQueue
+from .jobs import Job, JobResult
+from .work_queue import WorkQueue
 from .layout import instance_specs
 from .prompts import PromptSet
 from .session import SessionSpec, create_session, release_freed_memory

@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .dispatch import BatchDispatcher, Item
+from .dispatch import BatchDispatcher
 from .errors import ErrorKind, ServerError
-from .scheduler import deliver
+from .jobs import Item, deliver
 from .session import lower_thread_priority
 from .statistics import ModelStatistics
 

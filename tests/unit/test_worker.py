@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from server.errors import ErrorKind, ServerError
-from server.scheduler import Job, WorkQueue
+from server.jobs import Job
+from server.work_queue import WorkQueue
 from server.statistics import ModelStatistics
 from server.batching import BatchingPolicy as BatchPolicy
 from server.dispatch import BatchDispatcher
