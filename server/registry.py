@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from . import repository as repo
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .layout import cpus_per_model
+from .loading import ModelEvents, load_model
 from .model import ServedModel
-from .worker import BatchObserver
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +23,9 @@ def _check_name(name: str) -> None:
 
 
 class ModelRegistry:
-    def __init__(
-        self,
-        config: ServerConfig,
-        on_batch: Callable[[str], BatchObserver],
-        on_fatal: Callable[[ServedModel, BaseException], None],
-    ) -> None:
+    def __init__(self, config: ServerConfig, events: ModelEvents) -> None:
         self._config = config
-        self._on_batch = on_batch
-        self._on_fatal = on_fatal
+        self._events = events
         self._models: dict[str, ServedModel] = {}
         self._unavailable: dict[str, str] = {}
         self._retiring: set[ServedModel] = set()  # replaced by a reload, finishing what they had queued
@@ -74,7 +67,7 @@ class ModelRegistry:
         """Load `name`; its CPU instances get the CPUs divided among `loaded` plus itself (see layout.py)."""
         entry = repo.find_model(self._config.model_repository, name)
         cpu_share = cpus_per_model(len(loaded | {name}))
-        return ServedModel.load(entry, self._config, self._on_batch, self._on_fatal, cpu_share)
+        return load_model(entry, self._config, self._events, cpu_share)
 
     def load_startup_models(self) -> None:
         """Load every model (or the configured ones) before the server is ready. Blocking; raises on any failure."""

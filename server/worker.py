@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,7 +23,14 @@ class Session(Protocol):
     def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[Any]: ...
 
 
-BatchObserver = Callable[[int, int, int], None]  # (batch size, real tokens, padded tokens)
+class InstanceEvents(Protocol):
+    """What an inference thread reports to whoever loaded its model (server/loading.py)."""
+
+    def batch_ran(self, batch_size: int, real_tokens: int, padded_tokens: int) -> None:
+        """A batch ran (called before its answers go out)."""
+
+    def thread_died(self, error: BaseException) -> None:
+        """The thread is dying of `error` (its own requests were already failed)."""
 
 
 THREAD_PREFIX = "infer-"  # every inference thread's name starts with it (server/__main__.py waits for them)
@@ -44,8 +50,7 @@ class InferenceWorker:
         pad_id: int,
         dispatcher: BatchDispatcher,
         stats: ModelStatistics,
-        on_batch: BatchObserver,
-        on_fatal: Callable[[BaseException], None],
+        events: InstanceEvents,
         niceness: int = 0,
     ) -> None:
         self.name = name
@@ -55,8 +60,7 @@ class InferenceWorker:
         self._pad_id = pad_id
         self._dispatcher = dispatcher
         self._stats = stats
-        self._on_batch = on_batch
-        self._on_fatal = on_fatal
+        self._events = events
         self._niceness = niceness
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -84,7 +88,7 @@ class InferenceWorker:
             for job, _ in batch or []:
                 if not job.settled:
                     job.fail(ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
-            self._on_fatal(exc)
+            self._events.thread_died(exc)
 
     def _run_batch(self, items: list[Item]) -> None:
         jobs = list(dict.fromkeys(job for job, _ in items))
@@ -123,7 +127,7 @@ class InferenceWorker:
                     )
                     finished.append(job.resolve())
         # Observed before the answers go out, so a client that scrapes /metrics after its answer sees its batch.
-        self._on_batch(len(items), int(feeds["attention_mask"].sum()), feeds["attention_mask"].size)
+        self._events.batch_ran(len(items), int(feeds["attention_mask"].sum()), feeds["attention_mask"].size)
         deliver(finished)
 
     def _feeds(self, sequences: list[np.ndarray]) -> dict[str, np.ndarray]:
