@@ -1,8 +1,10 @@
 """Batches for a model's inference threads: rounds of texts taken from the queue, planned once, handed out one by one.
 
-Every inference thread of a model asks the same dispatcher for its next batch, so the batches planned from one
-round of queued requests run on as many threads as are free. The dispatcher also holds the lock under which
-threads write results into requests that several of them may be filling at once.
+The dispatcher decides nothing about batches itself: the round it takes and the batches it splits it into are
+the model's BatchingPolicy's (server/batching.py). Every inference thread of a model asks the same dispatcher
+for its next batch, so the batches planned from one round of queued requests run on as many threads as are
+free. The dispatcher also holds the lock under which threads write results into requests that several of them
+may be filling at once, and fails requests whose deadline passed before computing started.
 """
 
 from __future__ import annotations

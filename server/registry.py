@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from . import repository as repo
 from .config import ServerConfig
@@ -13,6 +14,16 @@ from .loading import ModelEvents, load_model
 from .model import ServedModel
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One model as the registry knows it: loaded (`ready`, its version) or not (why: `reason`)."""
+
+    name: str
+    version: int | None  # None unless loaded
+    ready: bool
+    reason: str
 
 
 def _check_name(name: str) -> None:
@@ -111,19 +122,26 @@ class ModelRegistry:
             self._unavailable[name] = "unloaded"
         await model.stop(self._config.shutdown_grace_s)
 
-    def index(self) -> list[dict[str, str]]:
+    def entries(self) -> list[ModelState]:
+        """Every model the repository holds or this server loaded or tried to load, by name."""
         try:
             names = set(repo.model_names(self._config.model_repository))
         except repo.RepositoryError:
             names = set()
-        rows = []
+        states = []
         for name in sorted(names | set(self._models) | set(self._unavailable)):
             model = self._models.get(name)
             if model is not None:
-                rows.append({"name": name, "version": str(model.info.version), "state": "READY", "reason": ""})
+                states.append(ModelState(name, model.info.version, True, ""))
             else:
-                rows.append({"name": name, "state": "UNAVAILABLE", "reason": self._unavailable.get(name, "unloaded")})
-        return rows
+                states.append(ModelState(name, None, False, self._unavailable.get(name, "unloaded")))
+        return states
+
+    def index(self) -> list[dict[str, str]]:
+        """`entries` as KServe's repository index rows. The row shape belongs to the KServe protocol modules
+        (protocols/kserve.py, protocols/kserve_grpc.py): kept here only until they build rows from `entries`."""
+        return [{"name": e.name, "version": str(e.version), "state": "READY", "reason": ""} if e.ready
+                else {"name": e.name, "state": "UNAVAILABLE", "reason": e.reason} for e in self.entries()]
 
     async def stop_all(self) -> None:
         """Stop every instance, serving or still draining after a reload, within the shutdown grace."""

@@ -1,5 +1,8 @@
-"""One model instance's dedicated inference thread: the only thread that runs batches through the instance's session
-(the CPU instances of a model share one session, whose `Run` is thread-safe); it loops until its queue closes."""
+"""A model instance's dedicated inference thread: one per instance, it asks the model's dispatcher for a batch,
+runs it through the instance's session, writes the rows into their requests and hands finished requests back to
+the event loop (server/jobs.py: deliver), until the queue closes. The CPU instances of a model share one
+session (ORT's `Run` is thread-safe), so N CPU instances are N threads each running its own batches on it; a
+GPU instance's thread is the only caller of its own session."""
 
 from __future__ import annotations
 
