@@ -86,11 +86,25 @@ class ServedModel:
     def healthy(self) -> bool:
         return self.broken is None and all(w.is_alive() for w in self._workers)
 
-    async def off_loop(self, work: Callable[[], T], chars: int) -> T:
-        """Run tokenizing `work` inline when its input is small (`chars`), else on the model's tokenizer thread."""
+    async def off_loop(self, work: Callable[[], T], chars: int, ticket: Ticket | None = None) -> T:
+        """Run tokenizing `work` inline when its input is small (`chars`), else on the model's tokenizer thread.
+
+        If the caller is cancelled meanwhile, work not yet started is dropped; work already running keeps the
+        request's `ticket` reserved until it ends (its CPU is spent either way)."""
         if chars <= INLINE_TOKENIZE_CHARS:
             return work()
-        return await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
+        job = self._tokenize_pool.submit(work)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if not job.cancel() and ticket is not None:
+                ticket.hold_until(job, asyncio.get_running_loop())
+            raise
+
+    @property
+    def reserved_tokens(self) -> int:
+        """Tokens the admitted requests reserve now (bounded by --max-queue-tokens)."""
+        return self._budget.reserved
 
     async def embed_texts(self, texts: list[str], *, timeout_ms: int | None = None,
                           check: Callable[[Tokenized], None] | None = None) -> Embeddings:
@@ -116,7 +130,7 @@ class ServedModel:
                                                         check=check)
         ticket = self._admit(estimate(self))
         try:
-            prepared = await self.off_loop(lambda: prepare(self.tokenizer), chars)
+            prepared = await self.off_loop(lambda: prepare(self.tokenizer), chars, ticket)
             return prepared, await self._embed_admitted(tokens_of(prepared), ticket, timeout_ms, check)
         finally:
             ticket.release()
