@@ -84,6 +84,8 @@ def fair_round(
     least one text); turns go round until the round holds `max_texts` texts or `max_tokens` tokens, or nothing
     is left. The first request's first text is always taken, whatever its size.
     """
+    if len(pending) == 1 and len(pending[0]) == 1:
+        return [1]  # a lone one-text request (the common case at low load): its text is always taken
     shares = [0] * len(pending)
     texts = tokens = 0
     progress = True

@@ -106,3 +106,11 @@ def test_the_policy_round_and_warm_up_sizes_follow_its_limits():
     policy = BatchingPolicy(64, 2048, 0.0, 0, round_batches=3)
     assert (policy.round_items, policy.round_tokens) == (192, 6144)
     assert policy.largest_batch(256) == 8 and policy.largest_batch(16) == 64 and policy.largest_batch(4096) == 1
+
+
+def test_fair_round_takes_a_lone_one_text_request_whatever_its_size():
+    from server.batching import fair_round
+
+    for length in (1, 300, 100_000):
+        assert fair_round([[length]], max_texts=1, max_tokens=1, turn_texts=1, turn_tokens=1) == [1]
+        assert fair_round([[length]], max_texts=64, max_tokens=2048, turn_texts=8, turn_tokens=512) == [1]
