@@ -3,14 +3,17 @@
 A request is admitted (or refused with 429/503 and Retry-After) from its size alone, before it is tokenized:
 its reservation is an upper-bound estimate of its tokens (each text at most `max_seq_length` tokens, and a
 text of n characters rarely more than n + the special tokens), lowered or raised to the real count once
-tokenized, and released when the request is answered, refused later, or cancelled. So the work waiting for
+tokenized, and released when the request is answered, refused later, or cancelled (a cancelled request's
+tokenizer job that already runs keeps its reservation until it ends; one still queued is dropped). So the work waiting for
 the tokenizer, in the queue and being computed is bounded in tokens, not only in requests, and a flood of large
 requests is turned away before their tokenization costs CPU. Used on the event loop only: no lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 from .errors import ErrorKind, ServerError
 
@@ -26,11 +29,14 @@ def estimate_id_tokens(token_lists: Sequence[Sequence[int]], max_seq_length: int
 
 
 class Ticket:
-    """One admitted request's reservation; `release` is idempotent."""
+    """One admitted request's reservation. `release` is idempotent; while CPU work of the request still runs on
+    another thread (`hold_until`), the release waits for it, so the budget bounds the work really pending."""
 
     def __init__(self, admission: TokenBudget, tokens: int) -> None:
-        self._admission = admission
+        self._admission: TokenBudget | None = admission
         self.tokens = tokens
+        self._holds = 0
+        self._release_asked = False
 
     def resize(self, tokens: int) -> None:
         """Replace the estimate with the real count (never refused: the request is already admitted)."""
@@ -38,10 +44,21 @@ class Ticket:
             self._admission.reserved += tokens - self.tokens
             self.tokens = tokens
 
+    def hold_until(self, work: Future, loop: asyncio.AbstractEventLoop) -> None:
+        """Keep the reservation, even past `release`, until `work` (running on another thread) is done."""
+        self._holds += 1
+        work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._unhold))
+
+    def _unhold(self) -> None:
+        self._holds -= 1
+        if self._release_asked:
+            self.release()
+
     def release(self) -> None:
-        if self._admission is not None:
+        self._release_asked = True
+        if self._holds == 0 and self._admission is not None:
             self._admission.reserved -= self.tokens
-            self._admission = None  # type: ignore[assignment]
+            self._admission = None
 
 
 class TokenBudget:

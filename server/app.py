@@ -12,7 +12,7 @@ from aiohttp import web
 
 from . import grpc_server
 from .config import ServerConfig
-from .metrics import Metrics
+from .metrics import BatchObserver, Metrics
 from .middleware import auth_middleware, body_middleware, errors_middleware, in_flight_middleware
 from .model import ServedModel
 from .registry import ModelRegistry
@@ -38,17 +38,29 @@ def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Appli
     return app
 
 
+class _ProcessEvents:
+    """What the models' inference threads tell the process (server/loading.py: ModelEvents): batches go to the
+    metrics; a thread's death is handled on the event loop (`_fatal`)."""
+
+    def __init__(self, app: web.Application, loop: asyncio.AbstractEventLoop, exit_on_fatal: bool) -> None:
+        self._app = app
+        self._loop = loop
+        self._exit_on_fatal = exit_on_fatal
+        self._metrics = app[METRICS]
+
+    def batch_observer(self, model: str) -> BatchObserver:
+        return self._metrics.batch_observer(model)
+
+    def thread_died(self, model: ServedModel, error: BaseException) -> None:
+        self._loop.call_soon_threadsafe(_fatal, self._app, model, error, self._exit_on_fatal)
+
+
 def _models_ctx(exit_on_fatal: bool):
     async def models_ctx(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         lifecycle = app[LIFECYCLE]
-
-        def on_fatal(model: ServedModel, exc: BaseException) -> None:
-            loop.call_soon_threadsafe(_fatal, app, model, exc, exit_on_fatal)
-
-        registry = ModelRegistry(app[CONFIG], lambda name: app[METRICS].batch_observer(name), on_fatal)
-        app[REGISTRY] = registry
-        app[METRICS] = Metrics(lambda: [m.stats for m in registry])
+        app[METRICS] = Metrics(lambda: [m.stats for m in app[REGISTRY]])
+        registry = app[REGISTRY] = ModelRegistry(app[CONFIG], _ProcessEvents(app, loop, exit_on_fatal))
         await loop.run_in_executor(None, registry.load_startup_models)
         lifecycle.startup_models = tuple(registry.names())
         lifecycle.ready = True

@@ -1,5 +1,5 @@
 """The batching policy: when to take queued texts, how many from each request, how to split them into runs.
-Pure functions and a frozen policy object: no threads, no I/O.
+Pure functions and one frozen policy object (`BatchingPolicy`): no clock, no threads, no I/O.
 
 Rounds: the inference threads take queued work a round at a time. A round gives each queued request, in
 arrival order, a turn of at most one batch's worth of its texts, and goes round again until the round is
@@ -84,6 +84,8 @@ def fair_round(
     least one text); turns go round until the round holds `max_texts` texts or `max_tokens` tokens, or nothing
     is left. The first request's first text is always taken, whatever its size.
     """
+    if len(pending) == 1 and len(pending[0]) == 1:
+        return [1]  # a lone one-text request (the common case at low load): its text is always taken
     shares = [0] * len(pending)
     texts = tokens = 0
     progress = True
@@ -114,8 +116,9 @@ def _turn(lengths: Sequence[int], start: int, room_texts: int, room_tokens: int,
 
 @dataclass(frozen=True)
 class BatchingPolicy:
-    """Everything that decides batches: when a round is taken (the batching window), how much of each request
-    it takes (`fair_round`), and how it is split into runs (`plan_batches`)."""
+    """The whole batching policy of a model, pure (no clock, no threads): when a round is taken (`wait_s`, the
+    batching window), how much of each queued request it takes (`shares`, fair turns of at most one batch), and
+    how the round is split into runs (`split`). The work queue and the dispatcher only ask it."""
 
     max_batch_size: int
     max_batch_tokens: int
@@ -128,12 +131,30 @@ class BatchingPolicy:
         """Texts per round (a round may end earlier on tokens)."""
         return self.max_batch_size * self.round_batches
 
+    @property
+    def round_tokens(self) -> int:
+        """Tokens per round (a round always takes at least one text, whatever its length)."""
+        return self.max_batch_tokens * self.round_batches
+
+    def wait_s(self, queued_texts: int, oldest_waited_s: float) -> float:
+        """How much longer to wait before taking a round (0: take it now), given how many texts are queued and
+        how long the oldest queued request has waited: a round's worth of texts, or a request that has waited
+        out the batching window (`max_queue_delay_s`; 0 takes at once), ends the wait."""
+        if self.max_queue_delay_s <= 0 or queued_texts >= self.round_items:
+            return 0.0
+        return max(0.0, self.max_queue_delay_s - oldest_waited_s)
+
     def shares(self, pending: Sequence[Sequence[int]]) -> list[int]:
-        """How many texts each pending request gives to the next round."""
-        return fair_round(pending, max_texts=self.round_items, max_tokens=self.max_batch_tokens * self.round_batches,
+        """How many texts each pending request (its untaken texts' token lengths, in arrival order) gives to the
+        next round."""
+        return fair_round(pending, max_texts=self.round_items, max_tokens=self.round_tokens,
                           turn_texts=self.max_batch_size, turn_tokens=self.max_batch_tokens)
 
     def split(self, lengths: Sequence[int]) -> list[list[int]]:
         """The round's texts (by token length) as batches of indexes."""
         return plan_batches(lengths, max_batch_size=self.max_batch_size, max_batch_tokens=self.max_batch_tokens,
                             batch_overhead_tokens=self.batch_overhead_tokens)
+
+    def largest_batch(self, max_seq_length: int) -> int:
+        """How many texts of `max_seq_length` tokens one batch may hold (what a warm-up runs)."""
+        return max(1, min(self.max_batch_size, self.max_batch_tokens // max(1, max_seq_length)))

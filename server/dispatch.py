@@ -1,8 +1,10 @@
 """Batches for a model's inference threads: rounds of texts taken from the queue, planned once, handed out one by one.
 
-Every inference thread of a model asks the same dispatcher for its next batch, so the batches planned from one
-round of queued requests run on as many threads as are free. The dispatcher also holds the lock under which
-threads write results into requests that several of them may be filling at once.
+The dispatcher decides nothing about batches itself: the round it takes and the batches it splits it into are
+the model's BatchingPolicy's (server/batching.py). Every inference thread of a model asks the same dispatcher
+for its next batch, so the batches planned from one round of queued requests run on as many threads as are
+free. The dispatcher also holds the lock under which threads write results into requests that several of them
+may be filling at once, and fails requests whose deadline passed before computing started.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections import deque
 
 from .batching import BatchingPolicy
 from .errors import ErrorKind, ServerError
-from .scheduler import Item, Job, WorkQueue
+from .jobs import Item, Job
+from .work_queue import WorkQueue
 from .statistics import ModelStatistics
 
 log = logging.getLogger(__name__)

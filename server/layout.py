@@ -2,8 +2,8 @@
 
 The layout follows Triton: `instance_group { count: N kind: KIND_CPU | KIND_GPU }` in config.pbtxt (or
 `--instance-count N`, which overrides the count) gives N instances, and every instance runs in ONE dedicated
-inference thread, the only thread that calls its session. The default is one instance, so one thread whose
-run uses every CPU the model may use (intra-op threads; inter-op 1).
+inference thread, the only thread that runs that instance's batches. The default is one instance, so one
+thread whose run uses every CPU the model may use (intra-op threads; inter-op 1).
 
 - CPU instances of a model share one ONNX Runtime session (weights and memory arena held once; `Run` is
   thread-safe), and split the model's CPUs among them: intra-op = max(1, CPUs for the model // instances).

@@ -13,9 +13,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .statistics import ModelStatistics
-from .worker import BatchObserver
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+BatchObserver = Callable[[int, int, int], None]  # (texts, real tokens, padded tokens) of one model run
 
 # (name, help, value read from the statistics)
 _TRITON_COUNTERS: list[tuple[str, str, Callable[[ModelStatistics], float]]] = [
@@ -92,6 +93,7 @@ class Metrics:
             self._triton.retired.append(stats)
 
     def batch_observer(self, model: str) -> BatchObserver:
+        """What observes `model`'s runs in the batch histograms (its series exist from here on, at 0)."""
         size, tokens, ratio = (self.batch_size.labels(model), self.batch_tokens.labels(model),
                                self.padding_ratio.labels(model))
 

@@ -1,4 +1,5 @@
-"""A served model: its tokenizer, its queue and its instances (one dedicated inference thread each), loaded eagerly."""
+"""A served model at run time: admits, tokenizes and embeds requests through its queue and instances (one
+dedicated inference thread each), and stops. Built by server/loading.py."""
 
 from __future__ import annotations
 
@@ -6,34 +7,27 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
-
-from onnxruntime import InferenceSession
 
 from . import repository as repo
 from .admission import Ticket, TokenBudget, estimate_text_tokens
 from .config import ServerConfig
+from .dispatch import BatchDispatcher
 from .errors import ErrorKind, ServerError
-from .scheduler import Job, JobResult, WorkQueue
-from .layout import instance_specs
+from .jobs import Job, JobResult
 from .prompts import PromptSet
-from .session import SessionSpec, create_session, release_freed_memory
 from .statistics import ModelStatistics
 from .tokenizer import TextTokenizer, Tokenized
-from .batching import BatchingPolicy
-from .dispatch import BatchDispatcher
-from .worker import BatchObserver, InferenceWorker, thread_name
+from .worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAME = repo.OUTPUT_EMBEDDING
 # Requests with more characters than this are tokenized off the event loop.
 INLINE_TOKENIZE_CHARS = 4096
-DEFAULT_MAX_BATCH_TOKENS = 2048
 T = TypeVar("T")
 P = TypeVar("P")
 
@@ -62,22 +56,6 @@ class ModelInfo:
     device: str
 
 
-def _policy(entry: repo.ModelEntry, config: ServerConfig) -> tuple[BatchingPolicy, int]:
-    overrides = config.batching
-    batching = entry.config.dynamic_batching
-    max_batch_size = overrides.max_batch_size or entry.config.max_batch_size or 1
-    max_tokens = overrides.max_batch_tokens or int(
-        entry.parameter(repo.PARAM_MAX_BATCH_TOKENS, str(DEFAULT_MAX_BATCH_TOKENS)))
-    delay_us = overrides.max_queue_delay_us
-    if delay_us is None:
-        delay_us = batching.max_queue_delay_microseconds
-    queue_size = overrides.max_queue_size
-    if queue_size is None:
-        queue_size = batching.default_queue_policy.max_queue_size
-    policy = BatchingPolicy(max_batch_size, max_tokens, delay_us / 1e6, config.batch_overhead_tokens)
-    return policy, queue_size
-
-
 class ServedModel:
     def __init__(
         self,
@@ -104,61 +82,29 @@ class ServedModel:
         self.broken: BaseException | None = None
         self._successor: ServedModel | None = None  # set when a reload replaced this instance
 
-    @classmethod
-    def load(
-        cls,
-        entry: repo.ModelEntry,
-        config: ServerConfig,
-        on_batch: Callable[[str], BatchObserver],
-        on_fatal: Callable[[ServedModel, BaseException], None],
-        cpu_share: int | None = None,
-    ) -> ServedModel:
-        """Build sessions, warm each with a largest-size batch, start one thread per instance. Blocking.
-
-        `cpu_share` is how many CPUs this model's CPU instances may use together (default: all of them). A dying
-        inference thread calls `on_fatal` with this ServedModel (not its name: during a reload the name may
-        already belong to its successor).
-        """
-        started = time.monotonic()
-        max_seq_length = int(entry.parameter(repo.PARAM_MAX_SEQ_LENGTH, "0") or 0)
-        if max_seq_length <= 0:
-            raise repo.RepositoryError(f"{entry.name}: config.pbtxt lacks parameter {repo.PARAM_MAX_SEQ_LENGTH}")
-        PromptSet.from_entry(entry)  # a default_prompt_name that names no prompt fails the load
-        tokenizer = TextTokenizer(entry.tokenizer_path, max_seq_length, truncate=config.truncate)
-        policy, queue_size = _policy(entry, config)
-        stats = ModelStatistics(entry.name, entry.version)
-        dispatcher = BatchDispatcher(WorkQueue(queue_size), policy, stats)
-        specs = instance_specs(entry, config, cpu_share)
-        owner: list[ServedModel] = []
-        workers, dimension = _build_instances(
-            entry, specs, tokenizer, dispatcher, stats, on_batch(entry.name), lambda exc: on_fatal(owner[0], exc))
-        info = ModelInfo(
-            name=entry.name, version=entry.version, dimension=dimension, max_seq_length=max_seq_length,
-            pooling=entry.parameter(repo.PARAM_POOLING, "unknown") or "unknown",
-            normalize=(entry.parameter(repo.PARAM_NORMALIZE, "false") or "false").lower() == "true",
-            precision=repo.FP16 if specs[0].model_path != entry.onnx_path else (
-                entry.parameter(repo.PARAM_PRECISION, repo.FP32) or repo.FP32),
-            max_batch_size=policy.max_batch_size, max_batch_tokens=policy.max_batch_tokens,
-            max_queue_size=queue_size, device=specs[0].device,
-        )
-        model = cls(info, tokenizer, dispatcher, workers, stats, config, entry)
-        owner.append(model)
-        release_freed_memory()
-        for worker in workers:
-            worker.start()
-        log.info("model %s v%d ready: %d instance(s) on %s, dim %d, warm-up and load %.1fs", info.name,
-                 info.version, len(workers), info.device, dimension, time.monotonic() - started)
-        return model
-
     @property
     def healthy(self) -> bool:
         return self.broken is None and all(w.is_alive() for w in self._workers)
 
-    async def off_loop(self, work: Callable[[], T], chars: int) -> T:
-        """Run tokenizing `work` inline when its input is small (`chars`), else on the model's tokenizer thread."""
+    async def off_loop(self, work: Callable[[], T], chars: int, ticket: Ticket | None = None) -> T:
+        """Run tokenizing `work` inline when its input is small (`chars`), else on the model's tokenizer thread.
+
+        If the caller is cancelled meanwhile, work not yet started is dropped; work already running keeps the
+        request's `ticket` reserved until it ends (its CPU is spent either way)."""
         if chars <= INLINE_TOKENIZE_CHARS:
             return work()
-        return await asyncio.get_running_loop().run_in_executor(self._tokenize_pool, work)
+        job = self._tokenize_pool.submit(work)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if not job.cancel() and ticket is not None:
+                ticket.hold_until(job, asyncio.get_running_loop())
+            raise
+
+    @property
+    def reserved_tokens(self) -> int:
+        """Tokens the admitted requests reserve now (bounded by --max-queue-tokens)."""
+        return self._budget.reserved
 
     async def embed_texts(self, texts: list[str], *, timeout_ms: int | None = None,
                           check: Callable[[Tokenized], None] | None = None) -> Embeddings:
@@ -184,7 +130,7 @@ class ServedModel:
                                                         check=check)
         ticket = self._admit(estimate(self))
         try:
-            prepared = await self.off_loop(lambda: prepare(self.tokenizer), chars)
+            prepared = await self.off_loop(lambda: prepare(self.tokenizer), chars, ticket)
             return prepared, await self._embed_admitted(tokens_of(prepared), ticket, timeout_ms, check)
         finally:
             ticket.release()
@@ -272,58 +218,3 @@ class ServedModel:
         self._dispatcher.fail_all(ServerError(ErrorKind.UNAVAILABLE, "the model was unloaded", retry_after_s=1))
         self._tokenize_pool.shutdown(wait=False)
 
-
-def _build_instances(
-    entry: repo.ModelEntry,
-    specs: list[SessionSpec],
-    tokenizer: TextTokenizer,
-    dispatcher: BatchDispatcher,
-    stats: ModelStatistics,
-    on_batch: BatchObserver,
-    on_fatal: Callable[[BaseException], None],
-) -> tuple[list[InferenceWorker], int]:
-    """Build and warm every session; one (not yet started) inference thread per instance. Returns the threads
-    and the embedding dimension."""
-    workers: list[InferenceWorker] = []
-    dimension = 0
-    for spec in specs:
-        session = _checked(create_session(spec), entry)
-        instance = [
-            InferenceWorker(thread_name(entry.name, len(workers) + k), session, [i.name for i in session.get_inputs()],
-                            OUTPUT_NAME, tokenizer.pad_id, dispatcher, stats, on_batch, on_fatal, spec.niceness)
-            for k in range(spec.instances)
-        ]
-        dimension = _warm_up(instance[0], tokenizer, dispatcher.policy)
-        workers += instance
-    return workers, dimension
-
-
-def _checked(session: InferenceSession, entry: repo.ModelEntry) -> InferenceSession:
-    """The session, if its graph has the inputs and output the server feeds and reads."""
-    input_names = [i.name for i in session.get_inputs()]
-    outputs = [o.name for o in session.get_outputs()]
-    if OUTPUT_NAME not in outputs or repo.INPUT_IDS not in input_names or repo.ATTENTION_MASK not in input_names:
-        raise repo.RepositoryError(
-            f"{entry.onnx_path}: expected inputs {repo.INPUT_IDS}/{repo.ATTENTION_MASK} and output {OUTPUT_NAME}, "
-            f"found inputs {input_names} and outputs {outputs}")
-    return session
-
-
-def _warm_up(worker: InferenceWorker, tokenizer: TextTokenizer, policy: BatchingPolicy) -> int:
-    """Run the largest batch the policy allows (and a single short text); return the embedding dimension."""
-    length = tokenizer.max_seq_length
-    count = max(1, min(policy.max_batch_size, policy.max_batch_tokens // length))
-    output = worker.run_batch_now([_longest_sequence(tokenizer)] * count)
-    worker.run_batch_now([tokenizer.encode_texts(["warm up"]).sequences[0]])
-    if output.ndim != 2 or output.shape[0] != count or not np.isfinite(output).all():
-        raise repo.RepositoryError(f"warm-up produced output of shape {output.shape} or non-finite values")
-    return int(output.shape[1])
-
-
-def _longest_sequence(tokenizer: TextTokenizer) -> np.ndarray:
-    """A sequence of exactly max_seq_length tokens, built from token ids: it fits whether or not the server
-    truncates (a long text would be refused by a server started with --truncate false)."""
-    words = tokenizer.encode_texts(["warm up"]).sequences[0]
-    words = words[len(tokenizer.prefix): len(words) - len(tokenizer.suffix)]
-    room = max(1, tokenizer.max_seq_length - len(tokenizer.prefix) - len(tokenizer.suffix))
-    return tokenizer.encode_ids([np.resize(words, room).tolist()]).sequences[0]

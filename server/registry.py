@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import repository as repo
 from .config import ServerConfig
 from .errors import ErrorKind, ServerError
 from .layout import cpus_per_model
+from .loading import ModelEvents, load_model
 from .model import ServedModel
-from .worker import BatchObserver
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One model as the registry knows it: loaded (`ready`, its version) or not (why: `reason`)."""
+
+    name: str
+    version: int | None  # None unless loaded
+    ready: bool
+    reason: str
 
 
 def _check_name(name: str) -> None:
@@ -24,15 +34,9 @@ def _check_name(name: str) -> None:
 
 
 class ModelRegistry:
-    def __init__(
-        self,
-        config: ServerConfig,
-        on_batch: Callable[[str], BatchObserver],
-        on_fatal: Callable[[ServedModel, BaseException], None],
-    ) -> None:
+    def __init__(self, config: ServerConfig, events: ModelEvents) -> None:
         self._config = config
-        self._on_batch = on_batch
-        self._on_fatal = on_fatal
+        self._events = events
         self._models: dict[str, ServedModel] = {}
         self._unavailable: dict[str, str] = {}
         self._retiring: set[ServedModel] = set()  # replaced by a reload, finishing what they had queued
@@ -74,7 +78,7 @@ class ModelRegistry:
         """Load `name`; its CPU instances get the CPUs divided among `loaded` plus itself (see layout.py)."""
         entry = repo.find_model(self._config.model_repository, name)
         cpu_share = cpus_per_model(len(loaded | {name}))
-        return ServedModel.load(entry, self._config, self._on_batch, self._on_fatal, cpu_share)
+        return load_model(entry, self._config, self._events, cpu_share)
 
     def load_startup_models(self) -> None:
         """Load every model (or the configured ones) before the server is ready. Blocking; raises on any failure."""
@@ -118,19 +122,26 @@ class ModelRegistry:
             self._unavailable[name] = "unloaded"
         await model.stop(self._config.shutdown_grace_s)
 
-    def index(self) -> list[dict[str, str]]:
+    def entries(self) -> list[ModelState]:
+        """Every model the repository holds or this server loaded or tried to load, by name."""
         try:
             names = set(repo.model_names(self._config.model_repository))
         except repo.RepositoryError:
             names = set()
-        rows = []
+        states = []
         for name in sorted(names | set(self._models) | set(self._unavailable)):
             model = self._models.get(name)
             if model is not None:
-                rows.append({"name": name, "version": str(model.info.version), "state": "READY", "reason": ""})
+                states.append(ModelState(name, model.info.version, True, ""))
             else:
-                rows.append({"name": name, "state": "UNAVAILABLE", "reason": self._unavailable.get(name, "unloaded")})
-        return rows
+                states.append(ModelState(name, None, False, self._unavailable.get(name, "unloaded")))
+        return states
+
+    def index(self) -> list[dict[str, str]]:
+        """`entries` as KServe's repository index rows. The row shape belongs to the KServe protocol modules
+        (protocols/kserve.py, protocols/kserve_grpc.py): kept here only until they build rows from `entries`."""
+        return [{"name": e.name, "version": str(e.version), "state": "READY", "reason": ""} if e.ready
+                else {"name": e.name, "state": "UNAVAILABLE", "reason": e.reason} for e in self.entries()]
 
     async def stop_all(self) -> None:
         """Stop every instance, serving or still draining after a reload, within the shutdown grace."""

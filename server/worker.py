@@ -1,20 +1,22 @@
-"""One model instance's dedicated inference thread: the only thread that runs batches through the instance's session
-(the CPU instances of a model share one session, whose `Run` is thread-safe); it loops until its queue closes."""
+"""A model instance's dedicated inference thread: one per instance, it asks the model's dispatcher for a batch,
+runs it through the instance's session, writes the rows into their requests and hands finished requests back to
+the event loop (server/jobs.py: deliver), until the queue closes. The CPU instances of a model share one
+session (ORT's `Run` is thread-safe), so N CPU instances are N threads each running its own batches on it; a
+GPU instance's thread is the only caller of its own session."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 
-from .dispatch import BatchDispatcher, Item
+from .dispatch import BatchDispatcher
 from .errors import ErrorKind, ServerError
+from .jobs import Item, deliver
 from .repository import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
-from .scheduler import deliver
 from .session import lower_thread_priority
 from .statistics import ModelStatistics
 
@@ -25,7 +27,14 @@ class Session(Protocol):
     def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[Any]: ...
 
 
-BatchObserver = Callable[[int, int, int], None]  # (batch size, real tokens, padded tokens)
+class InstanceEvents(Protocol):
+    """What an inference thread reports to whoever loaded its model (server/loading.py)."""
+
+    def batch_ran(self, batch_size: int, real_tokens: int, padded_tokens: int) -> None:
+        """A batch ran (called before its answers go out)."""
+
+    def thread_died(self, error: BaseException) -> None:
+        """The thread is dying of `error` (its own requests were already failed)."""
 
 
 THREAD_PREFIX = "infer-"  # every inference thread's name starts with it (server/__main__.py waits for them)
@@ -45,8 +54,7 @@ class InferenceWorker:
         pad_id: int,
         dispatcher: BatchDispatcher,
         stats: ModelStatistics,
-        on_batch: BatchObserver,
-        on_fatal: Callable[[BaseException], None],
+        events: InstanceEvents,
         niceness: int = 0,
     ) -> None:
         self.name = name
@@ -56,8 +64,7 @@ class InferenceWorker:
         self._pad_id = pad_id
         self._dispatcher = dispatcher
         self._stats = stats
-        self._on_batch = on_batch
-        self._on_fatal = on_fatal
+        self._events = events
         self._niceness = niceness
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -85,7 +92,7 @@ class InferenceWorker:
             for job, _ in batch or []:
                 if not job.settled:
                     job.fail(ServerError(ErrorKind.UNAVAILABLE, "the inference thread stopped", retry_after_s=5))
-            self._on_fatal(exc)
+            self._events.thread_died(exc)
 
     def _run_batch(self, items: list[Item]) -> None:
         jobs = list(dict.fromkeys(job for job, _ in items))
@@ -124,7 +131,7 @@ class InferenceWorker:
                     )
                     finished.append(job.resolve())
         # Observed before the answers go out, so a client that scrapes /metrics after its answer sees its batch.
-        self._on_batch(len(items), int(feeds[ATTENTION_MASK].sum()), feeds[ATTENTION_MASK].size)
+        self._events.batch_ran(len(items), int(feeds[ATTENTION_MASK].sum()), feeds[ATTENTION_MASK].size)
         deliver(finished)
 
     def _feeds(self, sequences: list[np.ndarray]) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-import server.model
+import server.loading
 from server.__main__ import main
 
 FAIL_ID = 1
@@ -55,8 +55,8 @@ class FaultySession:
         return self._inner.run(output_names, feeds)
 
 
-_create_session = server.model.create_session
-server.model.create_session = lambda spec: FaultySession(_create_session(spec))
+_create_session = server.loading.create_session
+server.loading.create_session = lambda spec: FaultySession(_create_session(spec))
 
 if __name__ == "__main__":
     sys.exit(main())

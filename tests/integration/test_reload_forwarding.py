@@ -7,15 +7,25 @@ import asyncio
 
 from server import repository as repo
 from server.config import ServerConfig
+from server.loading import load_model
 from server.model import ServedModel
 
 MODEL = "all-MiniLM-L6-v2"
 
 
+class NoEvents:
+    """The process's side of ModelEvents, ignoring every event."""
+
+    def batch_observer(self, model):
+        return lambda batch_size, real_tokens, padded_tokens: None
+
+    def thread_died(self, model, error):
+        pass
+
+
 def load(repository) -> ServedModel:
     entry = repo.find_model(repository, MODEL)
-    return ServedModel.load(entry, ServerConfig(model_repository=repository), lambda name: lambda *a: None,
-                            lambda model, exc: None)
+    return load_model(entry, ServerConfig(model_repository=repository), NoEvents())
 
 
 async def test_a_retired_instance_forwards_new_work_to_its_successor(minilm_repository):

@@ -33,3 +33,20 @@ def test_a_request_alone_is_admitted_whatever_its_size_and_zero_means_no_bound()
     for _ in range(100):
         unbounded.reserve(1 << 20)
     assert unbounded.reserved == 100 << 20
+
+
+async def test_a_held_ticket_releases_only_once_the_work_it_holds_for_is_done():
+    import asyncio
+    from concurrent.futures import Future
+
+    loop = asyncio.get_running_loop()
+    budget = TokenBudget(100)
+    ticket, work = budget.reserve(40), Future()
+    ticket.hold_until(work, loop)
+    ticket.release()
+    assert budget.reserved == 40
+    work.set_result(None)  # its done callback hands the release to the loop
+    await loop.run_in_executor(None, lambda: None)  # one more turn of the loop: the release ran
+    assert budget.reserved == 0
+    ticket.release()
+    assert budget.reserved == 0

@@ -81,3 +81,36 @@ def test_the_policy_round_is_bounded_in_texts_and_tokens():
     assert shares[1] == 1 and sum(shares) <= policy.round_items
     assert shares[0] * 256 <= 2048 * policy.round_batches
     assert sorted(i for batch in policy.split([3, 9, 4]) for i in batch) == [0, 1, 2]
+
+
+def test_the_policy_takes_at_once_without_a_batching_window():
+    from server.batching import BatchingPolicy
+
+    policy = BatchingPolicy(8, 1024, 0.0, 0)
+    assert policy.wait_s(queued_texts=1, oldest_waited_s=0.0) == 0.0
+
+
+def test_the_policy_waits_out_the_window_of_the_oldest_request_unless_a_round_is_queued():
+    from server.batching import BatchingPolicy
+
+    policy = BatchingPolicy(8, 1024, 0.002, 0, round_batches=2)
+    assert policy.wait_s(queued_texts=1, oldest_waited_s=0.0005) == pytest.approx(0.0015)
+    assert policy.wait_s(queued_texts=15, oldest_waited_s=0.0) == pytest.approx(0.002)
+    assert policy.wait_s(queued_texts=16, oldest_waited_s=0.0) == 0.0  # a round's worth: no reason to wait
+    assert policy.wait_s(queued_texts=1, oldest_waited_s=0.5) == 0.0  # never negative
+
+
+def test_the_policy_round_and_warm_up_sizes_follow_its_limits():
+    from server.batching import BatchingPolicy
+
+    policy = BatchingPolicy(64, 2048, 0.0, 0, round_batches=3)
+    assert (policy.round_items, policy.round_tokens) == (192, 6144)
+    assert policy.largest_batch(256) == 8 and policy.largest_batch(16) == 64 and policy.largest_batch(4096) == 1
+
+
+def test_fair_round_takes_a_lone_one_text_request_whatever_its_size():
+    from server.batching import fair_round
+
+    for length in (1, 300, 100_000):
+        assert fair_round([[length]], max_texts=1, max_tokens=1, turn_texts=1, turn_tokens=1) == [1]
+        assert fair_round([[length]], max_texts=64, max_tokens=2048, turn_texts=8, turn_tokens=512) == [1]

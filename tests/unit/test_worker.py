@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from server.errors import ErrorKind, ServerError
-from server.scheduler import Job, WorkQueue
+from server.jobs import Job
+from server.work_queue import WorkQueue
 from server.statistics import ModelStatistics
 from server.batching import BatchingPolicy as BatchPolicy
 from server.dispatch import BatchDispatcher
@@ -33,15 +34,29 @@ class FakeSession:
         return [np.stack([(ids * mask).sum(1), mask.sum(1)], axis=1).astype(np.float32)]
 
 
+class Events:
+    """The worker's InstanceEvents, recording thread deaths."""
+
+    def __init__(self):
+        self.died: list[BaseException] = []
+
+    def batch_ran(self, batch_size, real_tokens, padded_tokens):
+        pass
+
+    def thread_died(self, error):
+        self.died.append(error)
+
+
 @pytest.fixture
 def rig():
     session = FakeSession()
     queue = WorkQueue(0)
     stats = ModelStatistics("fake", 1)
-    fatal = []
+    events = Events()
+    fatal = events.died
     dispatcher = BatchDispatcher(queue, BatchPolicy(8, 1024, 0.0, 4), stats)
     worker = InferenceWorker("infer-test", session, ["input_ids", "attention_mask"], "out", 0, dispatcher, stats,
-                             lambda *a: None, fatal.append)
+                             events)
     yield session, queue, stats, worker, fatal
     queue.close()
     worker.join(5)
@@ -154,7 +169,7 @@ async def test_threads_sharing_a_dispatcher_split_one_round_and_assemble_each_re
     queue, stats = WorkQueue(0), ModelStatistics("fake", 1)
     dispatcher = BatchDispatcher(queue, BatchPolicy(4, 1024, 0.0, 0), stats)
     workers = [InferenceWorker(f"infer-test.{k}", session, ["input_ids", "attention_mask"], "out", 0, dispatcher,
-                               stats, lambda *a: None, lambda exc: None) for k in range(2)]
+                               stats, Events()) for k in range(2)]
     loop = asyncio.get_running_loop()
     sequences = [[k + 1] * (k + 1) for k in range(16)]  # one request, four batches of four
     j = job(loop, *sequences)
@@ -180,7 +195,7 @@ async def test_fail_all_answers_planned_batches_while_a_thread_waits_on_the_queu
     queue, stats = WorkQueue(0), ModelStatistics("fake", 1)
     dispatcher = BatchDispatcher(queue, BatchPolicy(1, 1024, 0.0, 0), stats)
     worker = InferenceWorker("infer-test", session, ["input_ids", "attention_mask"], "out", 0, dispatcher, stats,
-                             lambda *a: None, lambda exc: None)
+                             Events())
     loop = asyncio.get_running_loop()
     first, second = job(loop, [1]), job(loop, [2, 2])  # max_batch_size 1: two batches, one held, one planned
     queue.put(first)

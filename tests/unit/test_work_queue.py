@@ -7,7 +7,8 @@ import pytest
 
 from server.errors import ErrorKind, ServerError
 from server.batching import BatchingPolicy
-from server.scheduler import Job, WorkQueue
+from server.jobs import Job
+from server.work_queue import WorkQueue
 
 
 def rounds_of(texts, delay_s=0.0, tokens=10**9):
