@@ -61,8 +61,9 @@ def imported_modules(part: str, first_party: bool = False) -> dict[str, str]:
     """Top-level third-party (or first-party) modules imported anywhere under ROOT/part -> a file that imports it."""
     found = {}
     for path in (ROOT / part).rglob("*.py"):
-        if str(path.relative_to(ROOT)) in OWN_VENV_SCRIPTS:
-            continue
+        relative = path.relative_to(ROOT)
+        if str(relative) in OWN_VENV_SCRIPTS or any(folder.startswith(".venv") for folder in relative.parts):
+            continue  # the benchmark's own venvs (benchmarks/.venv-*) hold other projects' code
         for node in ast.walk(_parse(path)):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
