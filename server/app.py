@@ -13,7 +13,9 @@ from aiohttp import web
 from . import grpc_server
 from .config import ServerConfig
 from .metrics import Metrics
-from .middleware import auth_middleware, body_middleware, errors_middleware, in_flight_middleware
+from .errors import Protocol
+from .middleware import (PROTOCOL, ROUTE_PROTOCOLS, add_routes, auth_middleware, body_middleware, errors_middleware,
+                         in_flight_middleware)
 from .model import ServedModel
 from .registry import ModelRegistry
 from .routes import docs, health, kserve, openai, tei
@@ -21,7 +23,16 @@ from .state import CONFIG, LIFECYCLE, METRICS, REGISTRY, Lifecycle
 
 log = logging.getLogger(__name__)
 
-ROUTE_TABLES = [health.routes, openai.routes, kserve.routes, tei.routes, docs.routes]
+# Where each route table is served and in which protocol: a sub-application per prefixed family, then the root
+# application's routes (its own protocol is OpenAI's; TEI's root routes are marked TEI as they are added).
+SUB_APPLICATIONS = [
+    ("/v1", Protocol.OPENAI, [openai.routes]),
+    ("/v2", Protocol.KSERVE, [kserve.routes, health.kserve_routes]),
+]
+ROOT_ROUTES = [
+    (Protocol.OPENAI, [health.routes, openai.routes, docs.routes]),
+    (Protocol.TEI, [tei.routes]),
+]
 
 
 def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Application:
@@ -30,12 +41,24 @@ def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Appli
                           client_max_size=config.max_request_bytes, handler_args={"auto_decompress": False})
     app[CONFIG] = config
     app[LIFECYCLE] = Lifecycle()
-    for table in ROUTE_TABLES:
-        app.router.add_routes(table)
+    _add_route_tables(app)
     app.cleanup_ctx.append(_models_ctx(exit_on_fatal))
     app.on_shutdown.append(_start_draining)
     grpc_server.install(app)  # KServe v2 over gRPC: starts after the models, drains beside HTTP
     return app
+
+
+def _add_route_tables(app: web.Application) -> None:
+    app[PROTOCOL], app[ROUTE_PROTOCOLS] = Protocol.OPENAI, {}
+    for protocol, tables in ROOT_ROUTES:
+        for table in tables:
+            add_routes(app, table, protocol)
+    for prefix, protocol, tables in SUB_APPLICATIONS:
+        family = web.Application()
+        family[PROTOCOL] = protocol
+        for table in tables:
+            add_routes(family, table)
+        app.add_subapp(prefix, family)
 
 
 def _models_ctx(exit_on_fatal: bool):

@@ -467,7 +467,3 @@ def check_load_request(body: Any) -> None:
 
 def stats(entries: list[dict]) -> bytes:
     return orjson.dumps({"model_stats": entries})
-
-
-def error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})

@@ -1,4 +1,5 @@
-"""OpenAI `/v1/embeddings`: parse and validate request bodies, build response and error bodies. No I/O."""
+"""OpenAI `/v1/embeddings`: parse and validate request bodies, build response bodies (errors: server/errors.py).
+No I/O."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..errors import ErrorKind, ServerError, invalid
+from ..errors import invalid
 from ..options import DEFAULT, EmbeddingOptions, options_from_body
 
 
@@ -129,18 +130,3 @@ def build_models_response(models: list[tuple[str, int]], prompts: list[dict] | N
     return orjson.dumps({"object": "list", "data": [
         {"id": name, "object": "model", "created": created, "owned_by": "onnx-embedding-server", **extra}
         for (name, created), extra in zip(models, prompts or [{}] * len(models))]})
-
-
-_CODES = {
-    ErrorKind.OVERLOADED: "rate_limit_exceeded",
-    ErrorKind.UNAUTHORIZED: "invalid_api_key",
-}
-
-
-def error_body(error: ServerError) -> bytes:
-    return orjson.dumps({"error": {
-        "message": error.message,
-        "type": error.kind.value,
-        "param": error.param,
-        "code": error.code or _CODES.get(error.kind),
-    }})

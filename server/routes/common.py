@@ -43,7 +43,7 @@ def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None
 
 def check_response_size(request: web.Request, floats: int, *, binary: bool = False) -> None:
     """Refuse (400, 422 TEI) a response that would exceed --max-response-bytes, before it is serialized."""
-    check_response_floats(floats, binary=binary, limit=request.app[CONFIG].max_response_bytes)
+    check_response_floats(floats, binary=binary, limit=request.config_dict[CONFIG].max_response_bytes)
 
 
 async def render(build: Callable[[], T], floats: int) -> T:

@@ -21,29 +21,30 @@ from .openai import timing_headers
 
 routes = web.RouteTableDef()
 
-MODEL = "/v2/models/{model}"
-VERSIONED = "/v2/models/{model}/versions/{version:[0-9]+}"
+# Paths within the /v2 sub-application (server/app.py).
+MODEL = "/models/{model}"
+VERSIONED = "/models/{model}/versions/{version:[0-9]+}"
 
 
 def _model(request: web.Request) -> ServedModel:
-    return request.app[REGISTRY].get(request.match_info["model"], request.match_info.get("version"))
+    return request.config_dict[REGISTRY].get(request.match_info["model"], request.match_info.get("version"))
 
 
 async def _optional_json(request: web.Request) -> Any:
     raw = await request.read()
     if not raw.strip():
         return None
-    return bounded_json.loads(raw, max_inputs=request.app[CONFIG].max_inputs)
+    return bounded_json.loads(raw, max_inputs=request.config_dict[CONFIG].max_inputs)
 
 
-@routes.get("/v2")
+@routes.get("")
 async def server_metadata(request: web.Request) -> web.Response:
     return json_response(kserve.server_metadata(server_version()))
 
 
-@routes.get("/v2/models/stats")
+@routes.get("/models/stats")
 async def all_stats(request: web.Request) -> web.Response:
-    return json_response(kserve.stats([model.stats.as_json() for model in request.app[REGISTRY]]))
+    return json_response(kserve.stats([model.stats.as_json() for model in request.config_dict[REGISTRY]]))
 
 
 @routes.get(MODEL)
@@ -80,7 +81,7 @@ async def model_stats(request: web.Request) -> web.Response:
 @routes.post(MODEL + "/infer")
 @routes.post(VERSIONED + "/infer")
 async def infer(request: web.Request) -> web.Response:
-    model, config = _model(request), request.app[CONFIG]  # the body is already read (middleware)
+    model, config = _model(request), request.config_dict[CONFIG]  # the body is already read (middleware)
     header_length = request.headers.get(kserve.HEADER_LENGTH)
     parsed = await parse_body(request, lambda raw: kserve.parse_infer_request(
         raw, header_length, model=model.info.name, max_inputs=config.max_inputs,
@@ -99,14 +100,14 @@ async def infer(request: web.Request) -> web.Response:
     return web.Response(body=body, headers=headers, content_type="application/octet-stream")
 
 
-@routes.post("/v2/repository/index")
+@routes.post("/repository/index")
 async def repository_index(request: web.Request) -> web.Response:
     body = await _optional_json(request)
-    return json_response(kserve.repository_index(request.app[REGISTRY].index(), body))
+    return json_response(kserve.repository_index(request.config_dict[REGISTRY].index(), body))
 
 
 async def _checked_control_request(request: web.Request) -> str:
-    if not request.app[CONFIG].model_control:
+    if not request.config_dict[CONFIG].model_control:
         raise invalid("explicit model load / unload is not allowed: the server runs with "
                       "--model-control false")
     kserve.check_load_request(await _optional_json(request))
@@ -115,41 +116,41 @@ async def _checked_control_request(request: web.Request) -> str:
 
 def _serving(request: web.Request, name: str) -> ServedModel | None:
     try:
-        return request.app[REGISTRY].get(name)
+        return request.config_dict[REGISTRY].get(name)
     except ServerError:
         return None
 
 
-@routes.post("/v2/repository/models/{model}/load")
+@routes.post("/repository/models/{model}/load")
 async def load_model(request: web.Request) -> web.Response:
     name = await _checked_control_request(request)
     old = _serving(request, name)
     if old is not None:
-        request.app[METRICS].retire(old.stats)  # its counters live on in the new instance's
-    await asyncio.shield(request.app[REGISTRY].load(name))
+        request.config_dict[METRICS].retire(old.stats)  # its counters live on in the new instance's
+    await asyncio.shield(request.config_dict[REGISTRY].load(name))
     return web.Response(status=200)
 
 
-@routes.post("/v2/repository/models/{model}/unload")
+@routes.post("/repository/models/{model}/unload")
 async def unload_model(request: web.Request) -> web.Response:
     name = await _checked_control_request(request)
     old = _serving(request, name)
     if old is not None:
-        request.app[METRICS].retire(old.stats)
-    await asyncio.shield(request.app[REGISTRY].unload(name))
+        request.config_dict[METRICS].retire(old.stats)
+    await asyncio.shield(request.config_dict[REGISTRY].unload(name))
     return web.Response(status=200)
 
 
-@routes.route("*", "/v2/repository/{repository}/index")
-@routes.route("*", "/v2/repository/{repository}/models/{model}/{action}")
+@routes.route("*", "/repository/{repository}/index")
+@routes.route("*", "/repository/{repository}/models/{model}/{action}")
 async def named_repository(request: web.Request) -> web.Response:
     raise ServerError(ErrorKind.UNSUPPORTED, "'repository_name' specification is not supported")
 
 
-@routes.route("*", "/v2/systemsharedmemory{tail:.*}")
-@routes.route("*", "/v2/cudasharedmemory{tail:.*}")
-@routes.route("*", "/v2/trace/setting")
+@routes.route("*", "/systemsharedmemory{tail:.*}")
+@routes.route("*", "/cudasharedmemory{tail:.*}")
+@routes.route("*", "/trace/setting")
 @routes.route("*", MODEL + "/trace/setting")
-@routes.route("*", "/v2/logging")
+@routes.route("*", "/logging")
 async def unsupported(request: web.Request) -> web.Response:
     raise ServerError(ErrorKind.UNSUPPORTED, f"{request.path} is not supported by this server")

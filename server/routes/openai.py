@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: /v1/embeddings (and /embeddings), /v1/models."""
+"""OpenAI-compatible routes: /embeddings and /models, served under /v1 and at the root (server/app.py)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,9 @@ async def _embed(model: ServedModel, request: openai.EmbeddingsRequest, config) 
     return TextEmbeddings(await embed_token_ids(model, request.token_ids or [], request.options), None)
 
 
-@routes.post("/v1/embeddings")
 @routes.post("/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
-    config, registry = request.app[CONFIG], request.app[REGISTRY]
+    config, registry = request.config_dict[CONFIG], request.config_dict[REGISTRY]
     parsed = await parse_body(request, lambda raw: openai.parse_embeddings_request(
         json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
 
@@ -61,10 +60,9 @@ async def embeddings(request: web.Request) -> web.Response:
     return json_response(body, headers=timing_headers(result))
 
 
-@routes.get("/v1/models")
 @routes.get("/models")
 async def models(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY]
+    registry = request.config_dict[REGISTRY]
     models = list(registry)
     return json_response(openai.build_models_response([(m.info.name, 0) for m in models],
                                                       [m.prompts.describe() for m in models]))

@@ -9,6 +9,7 @@ from aiohttp import web
 from ..config import ServerConfig
 from ..embedding import chunk_floats, embed_texts, embed_token_ids, estimated_chunk_floats
 from ..model import INLINE_TOKENIZE_CHARS, Embeddings, ServedModel
+from ..errors import ErrorKind, ServerError
 from ..protocols import tei
 from ..state import CONFIG, REGISTRY
 from .common import check_response_size, json_of, json_response, parse_body, render
@@ -28,7 +29,7 @@ def _headers(result: Embeddings) -> dict[str, str]:
 
 @routes.post("/embed")
 async def embed(request: web.Request) -> web.Response:
-    config, model = request.app[CONFIG], request.app[REGISTRY].default()  # the body is already read (middleware)
+    config, model = request.config_dict[CONFIG], request.config_dict[REGISTRY].default()  # the body is already read (middleware)
     parsed = await parse_body(request, lambda raw: tei.parse_embed_request(
         json_of(raw, config.max_inputs), max_inputs=config.max_inputs, dimension=model.info.dimension,
         max_input_chars=config.max_input_chars))
@@ -64,10 +65,10 @@ async def embed(request: web.Request) -> web.Response:
 
 @routes.post("/tokenize")
 async def tokenize(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
+    config = request.config_dict[CONFIG]
     parsed = await parse_body(request, lambda raw: tei.parse_tokenize_request(
         json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
-    model = request.app[REGISTRY].default()
+    model = request.config_dict[REGISTRY].default()
 
     def build() -> bytes:
         return tei.build_tokenize_response([tei.simple_tokens(text, model.tokenizer.tokens(text),
@@ -89,7 +90,17 @@ def _info_fields(model: ServedModel, config: ServerConfig) -> tei.InfoFields:
         prompts=model.prompts.describe())
 
 
+# TEI routes this server does not serve: 404 in TEI's shape, as from a TEI server without them.
+@routes.route("*", "/embed_all")
+@routes.route("*", "/decode")
+@routes.route("*", "/rerank")
+@routes.route("*", "/predict")
+@routes.route("*", "/similarity")
+async def not_served(request: web.Request) -> web.Response:
+    raise ServerError(ErrorKind.NOT_FOUND, "no such route")
+
+
 @routes.get("/info")
 async def info(request: web.Request) -> web.Response:
-    model = request.app[REGISTRY].default()
-    return json_response(tei.build_info(_info_fields(model, request.app[CONFIG])))
+    model = request.config_dict[REGISTRY].default()
+    return json_response(tei.build_info(_info_fields(model, request.config_dict[CONFIG])))

@@ -4,10 +4,9 @@ import numpy as np
 import orjson
 import pytest
 
-from server.errors import ErrorKind, ServerError
+from server.errors import ErrorKind, Protocol, ServerError, error_body
 from server.protocols.openai import (
     build_embeddings_response,
-    error_body,
     parse_embeddings_request,
     reduce_dimensions,
 )
@@ -69,5 +68,5 @@ def test_reduce_dimensions_renormalizes_only_normalized_models():
 
 
 def test_error_body_has_openai_shape():
-    body = orjson.loads(error_body(ServerError(ErrorKind.INVALID_INPUT, "bad", param="input")))
+    body = orjson.loads(error_body(ServerError(ErrorKind.INVALID_INPUT, "bad", param="input"), Protocol.OPENAI))
     assert body == {"error": {"message": "bad", "type": "invalid_request_error", "param": "input", "code": None}}
