@@ -216,6 +216,15 @@ def _truncation_check(on_truncated: Callable[[int], ServerError] | None) -> Call
     return check
 
 
+async def embed_inputs(model: ServedModel, texts: list[str] | None, token_ids: list[list[int]] | None,
+                       options: EmbeddingOptions, config: ServerConfig, *,
+                       on_truncated: Callable[[int], ServerError] | None = None) -> TextEmbeddings:
+    """A request's texts, or else its pre-tokenized inputs (OpenAI and TEI give one or the other), embedded."""
+    if texts is not None:
+        return await embed_texts(model, texts, options, config, on_truncated=on_truncated)
+    return TextEmbeddings(await embed_token_ids(model, token_ids or [], options, on_truncated=on_truncated), None)
+
+
 def truncate_ids_left(token_lists: list[list[int]], tokenizer: TextTokenizer) -> tuple[list[list[int]], int]:
     """Token-id inputs (without special tokens) cut to their last tokens that fit; and how many were cut."""
     room = tokenizer.max_seq_length - len(tokenizer.prefix) - len(tokenizer.suffix)

@@ -322,7 +322,7 @@ def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tup
 
 
 def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, max_inputs: int,
-                        max_input_chars: int = 2_000_000) -> InferRequest:
+                        max_input_chars: int) -> InferRequest:
     body, binary = _split_body(raw, header_length, max_inputs)
     if not isinstance(body, dict):
         raise invalid("the inference request must be a JSON object")
@@ -346,7 +346,7 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
 
 def assemble_request(found: dict[str, tuple[dict, memoryview | None]], *, request_id: str | None,
                      outputs: list[RequestedOutput], timeout_us: int | None, model: str, max_inputs: int,
-                     max_input_chars: int = 2_000_000, options: EmbeddingOptions = DEFAULT,
+                     max_input_chars: int, options: EmbeddingOptions = DEFAULT,
                      outputs_given: bool = True, binary_default: bool = False) -> InferRequest:
     """Checked inputs -> one request (any protocol). `found` maps an input name to its tensor (`shape`, and
     `data` unless its bytes are the chunk) and its binary chunk; `options` come from the request parameters

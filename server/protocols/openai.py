@@ -71,7 +71,7 @@ def _check_texts(texts: list[str], max_input_chars: int) -> None:
             raise invalid(f"'input[{index}]' contains a NUL character", "input")
 
 
-def parse_embeddings_request(body: Any, *, max_inputs: int, max_input_chars: int = 2_000_000) -> EmbeddingsRequest:
+def parse_embeddings_request(body: Any, *, max_inputs: int, max_input_chars: int) -> EmbeddingsRequest:
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object")
     if "input" not in body:

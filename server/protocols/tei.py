@@ -98,7 +98,7 @@ def _inputs(value: Any, max_inputs: int, max_input_chars: int) -> tuple[list[str
     raise invalid("`inputs` items must be all strings, all token ids, or all non-empty lists of token ids")
 
 
-def parse_embed_request(body: Any, *, max_inputs: int, dimension: int, max_input_chars: int = 2_000_000
+def parse_embed_request(body: Any, *, max_inputs: int, dimension: int, max_input_chars: int
                         ) -> EmbedRequest:
     body = _object(body)
     texts, token_ids = _inputs(body["inputs"], max_inputs, max_input_chars)
@@ -132,7 +132,7 @@ def build_chunks_response(chunks: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
                         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def parse_tokenize_request(body: Any, *, max_inputs: int, max_input_chars: int = 2_000_000) -> TokenizeRequest:
+def parse_tokenize_request(body: Any, *, max_inputs: int, max_input_chars: int) -> TokenizeRequest:
     body = _object(body)
     inputs = body["inputs"]
     texts = [inputs] if isinstance(inputs, str) else inputs
@@ -156,8 +156,26 @@ def simple_tokens(text: str, tokens: list[tuple[int, str, int, int, bool]], add_
     ]
 
 
-def build_tokenize_response(token_lists: list[list[dict[str, Any]]]) -> bytes:
-    return orjson.dumps(token_lists)
+# A SimpleToken's JSON without its text: {"id":123456,"text":"","special":false,"start":1234567,"stop":1234567},
+TOKEN_JSON_BYTES = 72
+
+
+def tokenize_response_bytes(token_lists: list[list[tuple[int, str, int, int, bool]]]) -> int:
+    """About how many bytes the /tokenize response of these tokens (`Tokenizer.tokens` of each text) holds."""
+    return sum(TOKEN_JSON_BYTES + (len(token) if special else stop - start)
+               for tokens in token_lists for _, token, start, stop, special in tokens)
+
+
+def least_tokenize_response_bytes(texts: list[str], max_seq_length: int, chars_per_token: int) -> int:
+    """A low estimate of `tokenize_response_bytes` before tokenizing: at least one token per `chars_per_token`
+    characters of each text, at most `max_seq_length` tokens."""
+    return sum(min(-(-len(text) // chars_per_token), max_seq_length) for text in texts) * TOKEN_JSON_BYTES
+
+
+def build_tokenize_response(texts: list[str], token_lists: list[list[tuple[int, str, int, int, bool]]],
+                            add_special_tokens: bool) -> bytes:
+    return orjson.dumps([simple_tokens(text, tokens, add_special_tokens)
+                         for text, tokens in zip(texts, token_lists)])
 
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8"}

@@ -15,9 +15,7 @@ from ..model import ServedModel
 from ..protocols import bounded_json, kserve
 from ..repository import model_config_json
 from ..state import CONFIG, METRICS, REGISTRY
-from .common import check_response_size, json_response, parse_body, render
-from .docs import server_version
-from .openai import timing_headers
+from .common import check_response_size, json_response, parse_body, render, server_version, timing_headers
 
 routes = web.RouteTableDef()
 
@@ -30,11 +28,18 @@ def _model(request: web.Request) -> ServedModel:
     return request.config_dict[REGISTRY].get(request.match_info["model"], request.match_info.get("version"))
 
 
+# Control bodies (index, load, unload) are {} or {"ready": ...} / {"parameters": {...}}: they hold no inputs, so
+# their JSON is bounded as a request of one input would be.
+CONTROL_BODY_INPUTS = 1
+
+
+def _optional_json_of(raw: bytes) -> Any:
+    return bounded_json.loads(raw, max_inputs=CONTROL_BODY_INPUTS) if raw.strip() else None
+
+
 async def _optional_json(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw.strip():
-        return None
-    return bounded_json.loads(raw, max_inputs=request.config_dict[CONFIG].max_inputs)
+    """A control request's JSON body (None when empty), parsed on the bounded path of every body."""
+    return await parse_body(request, _optional_json_of)
 
 
 @routes.get("")
@@ -102,6 +107,9 @@ async def infer(request: web.Request) -> web.Response:
 
 @routes.post("/repository/index")
 async def repository_index(request: web.Request) -> web.Response:
+    """Read-only, so served whatever --model-control says, as Triton serves its index in model-control mode
+    'none'; only load and unload are refused when model control is off. It needs the API key like every route
+    but health."""
     body = await _optional_json(request)
     return json_response(kserve.repository_index(request.config_dict[REGISTRY].index(), body))
 

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..embedding import TextEmbeddings, chunk_floats, embed_texts, embed_token_ids, estimated_chunk_floats
+from ..embedding import chunk_floats, embed_inputs, estimated_chunk_floats
 from ..errors import invalid
-from ..model import Embeddings, ServedModel
+from ..model import ServedModel
 from ..protocols import openai
 from ..state import CONFIG, REGISTRY
-from .common import check_response_size, json_of, json_response, parse_body, render
+from .common import check_response_size, json_of, json_response, parse_body, render, timing_headers
 
 routes = web.RouteTableDef()
-
-
-def timing_headers(result: Embeddings) -> dict[str, str]:
-    return {
-        "X-Truncated-Inputs": str(result.truncated),
-        "X-Queue-Time-Ms": f"{result.queue_ns / 1e6:.3f}",
-        "X-Inference-Time-Ms": f"{result.compute_ns / 1e6:.3f}",
-    }
-
-
-async def _embed(model: ServedModel, request: openai.EmbeddingsRequest, config) -> TextEmbeddings:
-    if request.texts is not None:
-        return await embed_texts(model, request.texts, request.options, config)
-    return TextEmbeddings(await embed_token_ids(model, request.token_ids or [], request.options), None)
 
 
 @routes.post("/embeddings")
@@ -44,7 +30,7 @@ async def embeddings(request: web.Request) -> web.Response:
     width, binary = parsed.dimensions or model.info.dimension, parsed.encoding_format == "base64"
     check_response_size(request, parsed.count * width + estimated_chunk_floats(
         parsed.texts, parsed.options, config, model.info.max_seq_length, width), binary=binary)
-    embedded = await _embed(model, parsed, config)
+    embedded = await embed_inputs(model, parsed.texts, parsed.token_ids, parsed.options, config)
     result = embedded.result
     check_response_size(request, parsed.count * width + chunk_floats(embedded.chunks, width), binary=binary)
 

@@ -11,6 +11,9 @@ from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 from server.errors import ErrorKind, ServerError
 from server.protocols import kserve
 from server.repository import ModelConfig, conform_inputs, model_config_pb2
+from server.config import ServerConfig
+
+MAX_CHARS = ServerConfig().max_input_chars  # the server's default --max-input-chars
 
 MODEL = "m"
 STRINGS = [b"hello", b"hi", b"", "Grüße ✓ 東京".encode(), b"nul\x00inside", b"x" * 70000]
@@ -36,7 +39,7 @@ def client_body(inputs, outputs=None, **kwargs):
 
 
 def parse(body, header=None, max_inputs=2048):
-    return kserve.parse_infer_request(body, header, model=MODEL, max_inputs=max_inputs)
+    return kserve.parse_infer_request(body, header, model=MODEL, max_inputs=max_inputs, max_input_chars=MAX_CHARS)
 
 
 def parse_json(obj, max_inputs=2048):

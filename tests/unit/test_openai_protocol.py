@@ -10,10 +10,13 @@ from server.protocols.openai import (
     parse_embeddings_request,
     reduce_dimensions,
 )
+from server.config import ServerConfig
+
+MAX_CHARS = ServerConfig().max_input_chars  # the server's default --max-input-chars
 
 
 def parse(body, max_inputs=2048):
-    return parse_embeddings_request(body, max_inputs=max_inputs)
+    return parse_embeddings_request(body, max_inputs=max_inputs, max_input_chars=MAX_CHARS)
 
 
 def test_input_forms():
