@@ -19,6 +19,7 @@ import orjson
 
 from ..errors import ErrorKind, ServerError, invalid
 from . import bounded_json
+from .values import check_text_lengths, is_count
 from ..options import DEFAULT, EmbeddingOptions, options_from_parameters
 from ..repository import (OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_SPAN, ModelConfig,
                           model_config_pb2)
@@ -161,8 +162,7 @@ def check_parameters(params: dict, where: str) -> dict:
 
 def _shape(tensor: dict, name: str) -> list[int]:
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not isinstance(shape, list) or not all(is_count(d) for d in shape):
         raise invalid(f"input '{name}': 'shape' must be a list of non-negative integers")
     return shape
 
@@ -212,10 +212,7 @@ def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int, 
         texts = decode_texts(deserialize_bytes(chunk, TEXT, max_items=shape[0], max_item_bytes=4 * max_input_chars))
     if len(texts) != shape[0]:
         raise invalid(f"input '{TEXT}' has {len(texts)} elements but its shape {shape} needs {shape[0]}")
-    for index, text in enumerate(texts):
-        if len(text) > max_input_chars:
-            raise invalid(f"input '{TEXT}': element {index} has {len(text)} characters; at most "
-                          f"{max_input_chars} are allowed per input")
+    check_text_lengths(texts, max_input_chars, lambda index: f"input '{TEXT}': element {index}")
     return texts
 
 
@@ -303,7 +300,7 @@ def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tup
         size = _parameters(tensor, f"input '{name}'").get("binary_data_size")
         chunk = None
         if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            if not is_count(size):
                 raise invalid(f"input '{name}': 'binary_data_size' must be a non-negative integer")
             if "data" in tensor:
                 raise invalid(f"input '{name}' has both 'data' and 'binary_data_size'")
@@ -334,7 +331,7 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
     if not isinstance(binary_default, bool):
         raise invalid("'binary_data_output' must be a boolean")
     timeout = params.get("timeout")
-    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
+    if timeout is not None and not is_count(timeout):
         raise invalid("'timeout' must be a non-negative integer (microseconds)")
     found = _collect_inputs(body, binary, model)
     outputs = _outputs(body, model, binary_default)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..embedding import chunk_floats, embed_inputs, estimated_chunk_floats
-from ..errors import invalid
 from ..model import ServedModel
 from ..protocols import openai
 from ..state import CONFIG, REGISTRY
+from ..vectors import postprocess
 from .common import check_response_size, json_of, json_response, parse_body, render, timing_headers
 
 routes = web.RouteTableDef()
@@ -24,9 +24,7 @@ async def embeddings(request: web.Request) -> web.Response:
         return registry.get(parsed.model) if parsed.model else registry.default()
 
     model = pick()
-    if parsed.dimensions is not None and parsed.dimensions > model.info.dimension:
-        raise invalid(f"'dimensions' must be at most {model.info.dimension} for model {model.info.name}",
-                      "dimensions")
+    openai.check_dimensions(parsed.dimensions, model.info.dimension, model.info.name)
     width, binary = parsed.dimensions or model.info.dimension, parsed.encoding_format == "base64"
     check_response_size(request, parsed.count * width + estimated_chunk_floats(
         parsed.texts, parsed.options, config, model.info.max_seq_length, width), binary=binary)
@@ -34,8 +32,9 @@ async def embeddings(request: web.Request) -> web.Response:
     result = embedded.result
     check_response_size(request, parsed.count * width + chunk_floats(embedded.chunks, width), binary=binary)
 
-    def reduce(array):
-        return openai.reduce_dimensions(array, parsed.dimensions, normalize=model.info.normalize)
+    def reduce(array):  # OpenAI returns what the model gives: unit length again after a cut if it was before
+        return postprocess(array, dimensions=parsed.dimensions, normalize=model.info.normalize,
+                           model_normalizes=model.info.normalize)
 
     vectors = reduce(result.vectors)
     chunks = None if embedded.chunks is None else [(reduce(c.vectors), c.spans) for c in embedded.chunks]

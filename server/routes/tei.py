@@ -11,6 +11,7 @@ from ..model import Embeddings, ServedModel
 from ..protocols import tei
 from ..response_limit import check_response_bytes
 from ..state import CONFIG, REGISTRY
+from ..vectors import postprocess
 from .common import check_response_size, json_of, json_response, parse_body, render, server_version
 
 routes = web.RouteTableDef()
@@ -44,8 +45,8 @@ async def embed(request: web.Request) -> web.Response:
     check_response_size(request, parsed.count * width + chunk_floats(chunks, width))
 
     def post(array):
-        return tei.postprocess(array, dimensions=parsed.dimensions, normalize=parsed.normalize,
-                               normalized=model.info.normalize)
+        return postprocess(array, dimensions=parsed.dimensions, normalize=parsed.normalize,
+                           model_normalizes=model.info.normalize)
 
     if chunks is not None:
         pairs = [(post(c.vectors), c.spans) for c in chunks]

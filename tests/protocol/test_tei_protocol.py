@@ -67,22 +67,6 @@ def test_left_truncation_prompt_name_and_chunking_are_parsed():
     assert "'chunking' needs a 'mode'" in rejected(lambda: parse({"inputs": "x", "chunking": {"overlap": 8}}))
 
 
-def test_postprocess_normalizes_what_the_model_did_not():
-    raw = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]], dtype=np.float32)
-    assert np.allclose(tei.postprocess(raw, dimensions=None, normalize=True, normalized=False),
-                       [[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
-    assert (tei.postprocess(raw, dimensions=None, normalize=False, normalized=False) == raw).all()
-
-
-def test_postprocess_keeps_in_graph_normalized_vectors_and_renormalizes_after_dimensions():
-    unit = np.array([[0.6, 0.0, 0.8]], dtype=np.float32)
-    assert (tei.postprocess(unit, dimensions=None, normalize=False, normalized=True) == unit).all()
-    reduced = tei.postprocess(unit, dimensions=2, normalize=True, normalized=True)
-    assert reduced.shape == (1, 2) and np.allclose(reduced, [[1.0, 0.0]])
-    raw_reduced = tei.postprocess(unit, dimensions=2, normalize=False, normalized=True)
-    assert np.allclose(raw_reduced, [[0.6, 0.0]]) and raw_reduced.flags.c_contiguous
-
-
 def test_embed_response_is_a_list_of_lists_of_float32_values():
     vectors = np.array([[0.1, 0.2], [0.3, 0.4]], dtype=np.float32)
     parsed = np.array(orjson.loads(tei.build_embed_response(vectors)), dtype=np.float32)
