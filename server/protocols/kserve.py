@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 
 from ..errors import ErrorKind, ServerError, invalid
 from . import bounded_json
@@ -92,6 +94,43 @@ def model_metadata_dict(name: str, versions: list[str], config: ModelConfig) -> 
 
 def model_metadata(name: str, versions: list[str], config: ModelConfig) -> bytes:
     return orjson.dumps(model_metadata_dict(name, versions, config))
+
+
+_INT64 = (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
+
+
+def model_config_json(config: ModelConfig) -> dict:
+    """The ModelConfig as Triton's HTTP `/config` endpoint shows it (proto field names, enums as strings)."""
+    as_dict = json_format.MessageToDict(
+        config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return _int64_as_numbers(config.DESCRIPTOR, as_dict)
+
+
+def _int64_as_numbers(descriptor, value: dict) -> dict:
+    """Proto3 JSON writes 64-bit integers as strings; Triton's /config writes numbers (dims: [-1], not ["-1"])."""
+    for field in descriptor.fields:
+        if field.name not in value:
+            continue
+        item = value[field.name]
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            for key in item:
+                if value_field.message_type is not None:
+                    _int64_as_numbers(value_field.message_type, item[key])
+                elif value_field.cpp_type in _INT64:
+                    item[key] = int(item[key])
+        elif field.message_type is not None:
+            for sub in item if isinstance(item, list) else [item]:
+                _int64_as_numbers(field.message_type, sub)
+        elif field.cpp_type in _INT64:
+            value[field.name] = [int(v) for v in item] if isinstance(item, list) else int(item)
+    return value
+
+
+def model_config(config: ModelConfig) -> bytes:
+    """The body of `GET /v2/models/{model}/config`."""
+    return orjson.dumps(model_config_json(config))
 
 
 def serialize_bytes(items: list[bytes]) -> bytes:

@@ -6,14 +6,12 @@ import asyncio
 from functools import partial
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from .. import kserve_infer
 from ..errors import ErrorKind, ServerError, invalid
 from ..model import ServedModel
 from ..protocols import bounded_json, kserve
-from ..repository import model_config_json
 from ..state import CONFIG, METRICS, REGISTRY
 from .common import check_response_size, json_response, parse_body, render, server_version, timing_headers
 
@@ -74,7 +72,7 @@ async def model_ready(request: web.Request) -> web.Response:
 @routes.get(MODEL + "/config")
 @routes.get(VERSIONED + "/config")
 async def model_config(request: web.Request) -> web.Response:
-    return json_response(orjson.dumps(model_config_json(_model(request).entry.config)))
+    return json_response(kserve.model_config(_model(request).entry.config))
 
 
 @routes.get(MODEL + "/stats")

@@ -293,3 +293,13 @@ def test_metadata_follows_tritons_batching_rule_from_the_config(max_batch_size, 
         assert entry["shape"] == batch + list(tensor.dims)
     assert [i["shape"] for i in metadata["inputs"]] == [text_shape, ids_shape, ids_shape]
     assert metadata["inputs"][0]["datatype"] == "BYTES" and config.input[0].data_type == model_config_pb2.TYPE_STRING
+
+
+def test_config_json_is_tritons_with_64_bit_integers_as_numbers():
+    config = legacy_config(64)
+    config.parameters["max_seq_length"].string_value = "256"
+    shown = orjson.loads(kserve.model_config(config))
+    assert shown["max_batch_size"] == 64 and shown["input"][1]["dims"] == [-1]
+    assert shown["output"][0] == {**shown["output"][0], "name": "sentence_embedding", "data_type": "TYPE_FP32",
+                                  "dims": [384]}
+    assert shown["parameters"]["max_seq_length"] == {"string_value": "256"}
