@@ -30,7 +30,7 @@ INLINE_DECODE_BYTES = 64 * 1024
 UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
 # Each application's protocol, and (root application) the routes that speak another one than their application.
 PROTOCOL = web.AppKey("protocol", Protocol)
-ROUTE_PROTOCOLS = web.AppKey("route_protocols", dict)
+ROUTE_PROTOCOLS = web.AppKey("route_protocols", dict[web.AbstractRoute, Protocol])
 
 _HTTP_KINDS = {
     404: (ErrorKind.NOT_FOUND, "no such route"),
