@@ -14,8 +14,8 @@ from . import grpc_server
 from .config import ServerConfig
 from .metrics import Metrics
 from .errors import Protocol
-from .middleware import (PROTOCOL, ROUTE_PROTOCOLS, add_routes, auth_middleware, body_middleware, errors_middleware,
-                         in_flight_middleware)
+from .middleware import (add_routes, auth_middleware, body_middleware, errors_middleware, in_flight_middleware,
+                         speaking)
 from .model import ServedModel
 from .registry import ModelRegistry
 from .routes import docs, health, kserve, openai, tei
@@ -25,13 +25,14 @@ log = logging.getLogger(__name__)
 
 # Where each route table is served and in which protocol: a sub-application per prefixed family, then the root
 # application's routes (its own protocol is OpenAI's; TEI's root routes are marked TEI as they are added).
+# The health probes are public: they need no API key.
 SUB_APPLICATIONS = [
-    ("/v1", Protocol.OPENAI, [openai.routes]),
-    ("/v2", Protocol.KSERVE, [kserve.routes, health.kserve_routes]),
+    ("/v1", Protocol.OPENAI, [openai.routes], []),
+    ("/v2", Protocol.KSERVE, [kserve.routes], [health.kserve_probes]),
 ]
 ROOT_ROUTES = [
-    (Protocol.OPENAI, [health.routes, openai.routes, docs.routes]),
-    (Protocol.TEI, [tei.routes]),
+    (Protocol.OPENAI, [health.routes, openai.routes, docs.routes], [health.probes]),
+    (Protocol.TEI, [tei.routes], []),
 ]
 
 
@@ -49,15 +50,18 @@ def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Appli
 
 
 def _add_route_tables(app: web.Application) -> None:
-    app[PROTOCOL], app[ROUTE_PROTOCOLS] = Protocol.OPENAI, {}
-    for protocol, tables in ROOT_ROUTES:
+    speaking(Protocol.OPENAI, app)
+    for protocol, tables, public in ROOT_ROUTES:
         for table in tables:
             add_routes(app, table, protocol)
-    for prefix, protocol, tables in SUB_APPLICATIONS:
-        family = web.Application()
-        family[PROTOCOL] = protocol
+        for table in public:
+            add_routes(app, table, protocol, public=True)
+    for prefix, protocol, tables, public in SUB_APPLICATIONS:
+        family = speaking(protocol)
         for table in tables:
             add_routes(family, table)
+        for table in public:
+            add_routes(family, table, public=True)
         app.add_subapp(prefix, family)
 
 

@@ -27,10 +27,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Compressed bodies up to this size are decoded on the loop; larger ones on a thread (zlib releases the GIL).
 INLINE_DECODE_BYTES = 64 * 1024
-UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
-# Each application's protocol, and (root application) the routes that speak another one than their application.
+# Per application: the protocol it speaks, its resources (paths) that speak another one, and its resources that
+# need no API key (the health probes).
 PROTOCOL = web.AppKey("protocol", Protocol)
-ROUTE_PROTOCOLS = web.AppKey("route_protocols", dict[web.AbstractRoute, Protocol])
+ROUTE_PROTOCOLS = web.AppKey("route_protocols", dict[web.AbstractResource, Protocol])
+PUBLIC_ROUTES = web.AppKey("public_routes", set[web.AbstractResource])
 
 _HTTP_KINDS = {
     404: (ErrorKind.NOT_FOUND, "no such route"),
@@ -43,15 +44,25 @@ class ClosingError(ServerError):
     """An error after which the connection must close: the rest of its body will not be read."""
 
 
-def add_routes(app: web.Application, table: web.RouteTableDef, protocol: Protocol | None = None) -> None:
-    """Add `table` to `app`; its routes speak `protocol` (default: the application's own)."""
-    routes = app.router.add_routes(table)
+def speaking(protocol: Protocol, app: web.Application | None = None) -> web.Application:
+    """`app` (default: a new sub-application) set up to speak `protocol` and to take routes from `add_routes`."""
+    app = web.Application() if app is None else app
+    app[PROTOCOL], app[ROUTE_PROTOCOLS], app[PUBLIC_ROUTES] = protocol, {}, set()
+    return app
+
+
+def add_routes(app: web.Application, table: web.RouteTableDef, protocol: Protocol | None = None, *,
+               public: bool = False) -> None:
+    """Add `table` to `app` (set up by `speaking`); its routes speak `protocol` (default: the application's own)
+    and, when `public`, need no API key."""
+    resources = {route.resource for route in app.router.add_routes(table)}
+    if public:
+        app[PUBLIC_ROUTES].update(resources)
     if protocol is not None and protocol is not app[PROTOCOL]:
-        # A wrong method matches no route, so it is answered by a marked route of its own (405 in `protocol`).
-        for resource in {route.resource for route in routes}:
+        for resource in resources:  # a wrong method matches no route: answer it here, 405 in `protocol`
             if all(route.method != hdrs.METH_ANY for route in resource):
-                routes.append(resource.add_route(hdrs.METH_ANY, _method_not_allowed))
-        app[ROUTE_PROTOCOLS].update(dict.fromkeys(routes, protocol))
+                resource.add_route(hdrs.METH_ANY, _method_not_allowed)
+        app[ROUTE_PROTOCOLS].update(dict.fromkeys(resources, protocol))
 
 
 async def _method_not_allowed(request: web.Request) -> web.StreamResponse:
@@ -60,9 +71,14 @@ async def _method_not_allowed(request: web.Request) -> web.StreamResponse:
 
 def protocol_of(request: web.Request) -> Protocol:
     """The protocol of the matched route: its mark, else the innermost application's (also for 404 and 405)."""
+    match_info, app = request.match_info, request.match_info.apps[-1]
+    return app[ROUTE_PROTOCOLS].get(match_info.route.resource) or app[PROTOCOL]
+
+
+def is_public(request: web.Request) -> bool:
+    """The matched route needs no API key (a health probe)."""
     match_info = request.match_info
-    marked = match_info.apps[0].get(ROUTE_PROTOCOLS, {}).get(match_info.route)
-    return marked or match_info.apps[-1][PROTOCOL]
+    return match_info.route.resource in match_info.apps[-1][PUBLIC_ROUTES]
 
 
 def error_response(error: ServerError, protocol: Protocol) -> web.Response:
@@ -116,7 +132,7 @@ async def in_flight_middleware(request: web.Request, handler: Handler) -> web.St
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.config_dict[CONFIG].api_key
-    if key and request.path not in UNAUTHENTICATED_PATHS:
+    if key and not is_public(request):
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         # Header bytes that are not UTF-8 arrive as surrogate escapes: compare them as bytes, never fail on them.
         given = token.strip().encode("utf-8", "surrogateescape")

@@ -1,4 +1,5 @@
-"""Liveness, readiness and /metrics: `routes` at the root, `kserve_routes` in the /v2 sub-application."""
+"""Liveness, readiness and /metrics. The probes need no API key: `probes` (/health) at the root, `kserve_probes`
+(/health/live, /health/ready) in the /v2 sub-application; `routes` (/metrics) at the root."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from ..metrics import CONTENT_TYPE
 from ..state import LIFECYCLE, METRICS, REGISTRY
 
 routes = web.RouteTableDef()
-kserve_routes = web.RouteTableDef()
+probes = web.RouteTableDef()
+kserve_probes = web.RouteTableDef()
 
 
 def is_ready(app: Mapping[Any, Any]) -> bool:
@@ -29,19 +31,19 @@ def is_live(app: Mapping[Any, Any]) -> bool:
     return app[LIFECYCLE].fatal is None
 
 
-@routes.get("/health")
+@probes.get("/health")
 async def health(request: web.Request) -> web.Response:
     if is_ready(request.config_dict):
         return web.json_response({"status": "ok"})
     return web.json_response({"status": "unavailable"}, status=503)
 
 
-@kserve_routes.get("/health/live")
+@kserve_probes.get("/health/live")
 async def live(request: web.Request) -> web.Response:
     return web.Response(status=200 if is_live(request.config_dict) else 503)
 
 
-@kserve_routes.get("/health/ready")
+@kserve_probes.get("/health/ready")
 async def ready(request: web.Request) -> web.Response:
     return web.Response(status=200 if is_ready(request.config_dict) else 503)
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from server.config import ServerConfig
 from server.errors import ErrorKind, Protocol, ServerError
-from server.middleware import PROTOCOL, ROUTE_PROTOCOLS, add_routes, errors_middleware, in_flight_middleware
+from server.middleware import add_routes, auth_middleware, errors_middleware, in_flight_middleware, speaking
 from server.state import CONFIG, LIFECYCLE, Lifecycle
 
 routes = web.RouteTableDef()
@@ -22,10 +22,8 @@ async def refuse(request: web.Request) -> web.Response:
 def app_with(protocol_of_root_routes: Protocol, family: Protocol) -> web.Application:
     app = web.Application(middlewares=[in_flight_middleware, errors_middleware])
     app[CONFIG], app[LIFECYCLE] = ServerConfig(grpc=False), Lifecycle()
-    app[PROTOCOL], app[ROUTE_PROTOCOLS] = Protocol.OPENAI, {}
-    add_routes(app, routes, protocol_of_root_routes)
-    sub = web.Application()
-    sub[PROTOCOL] = family
+    add_routes(speaking(Protocol.OPENAI, app), routes, protocol_of_root_routes)
+    sub = speaking(family)
     add_routes(sub, routes)
     app.add_subapp("/anything", sub)  # a prefix no protocol is known by
     return app
@@ -43,3 +41,26 @@ async def test_errors_take_the_protocol_of_the_route_or_application(aiohttp_clie
     assert unknown.status == 404 and await unknown.json() == {"error": "no such route"}
     root_unknown = await client.get("/else")
     assert root_unknown.status == 404 and (await root_unknown.json())["error"]["type"] == "not_found_error"
+
+
+probe = web.RouteTableDef()
+
+
+@probe.get("/probe")
+async def probe_handler(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+async def test_routes_added_public_need_no_key_and_others_do(aiohttp_client):
+    app = web.Application(middlewares=[in_flight_middleware, errors_middleware, auth_middleware])
+    app[CONFIG], app[LIFECYCLE] = ServerConfig(grpc=False, api_key="k"), Lifecycle()
+    add_routes(speaking(Protocol.OPENAI, app), routes)
+    sub = speaking(Protocol.KSERVE)
+    add_routes(sub, probe, public=True)
+    app.add_subapp("/anything", sub)
+    client = await aiohttp_client(app)
+    assert (await client.get("/anything/probe")).status == 200
+    assert (await client.head("/anything/probe")).status == 200
+    refused = await client.post("/refuse")
+    assert refused.status == 401 and (await refused.json())["error"]["code"] == "invalid_api_key"
+    assert (await client.post("/refuse", headers={"Authorization": "Bearer k"})).status == 400
