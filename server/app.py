@@ -14,8 +14,8 @@ from . import grpc_server
 from .config import ServerConfig
 from .metrics import Metrics
 from .errors import Protocol
-from .middleware import (add_routes, auth_middleware, body_middleware, errors_middleware, in_flight_middleware,
-                         speaking)
+from .middleware import (add_routes, auth_middleware, body_middleware, errors_middleware,
+                         in_flight_middleware, speaking)
 from .model import ServedModel
 from .registry import ModelRegistry
 from .routes import docs, health, kserve, openai, tei

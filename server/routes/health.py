@@ -17,7 +17,8 @@ kserve_probes = web.RouteTableDef()
 
 
 def is_ready(app: Mapping[Any, Any]) -> bool:
-    """`app`: the application or a request's `config_dict`. Triton's strict readiness: serving, not draining, and every start-up model loaded and healthy."""
+    """Triton's strict readiness: serving, not draining, and every start-up model loaded and healthy.
+    `app`: the application or a request's `config_dict`."""
     lifecycle = app[LIFECYCLE]
     if not lifecycle.ready or lifecycle.draining or lifecycle.fatal is not None:
         return False
