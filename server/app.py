@@ -12,8 +12,10 @@ from aiohttp import web
 
 from . import grpc_server
 from .config import ServerConfig
+from .errors import Protocol
 from .metrics import BatchObserver, Metrics
-from .middleware import auth_middleware, body_middleware, errors_middleware, in_flight_middleware
+from .middleware import (add_routes, auth_middleware, body_middleware, errors_middleware,
+                         in_flight_middleware, speaking)
 from .model import ServedModel
 from .registry import ModelRegistry
 from .routes import docs, health, kserve, openai, tei
@@ -21,7 +23,17 @@ from .state import CONFIG, LIFECYCLE, METRICS, REGISTRY, Lifecycle
 
 log = logging.getLogger(__name__)
 
-ROUTE_TABLES = [health.routes, openai.routes, kserve.routes, tei.routes, docs.routes]
+# Where each route table is served and in which protocol: a sub-application per prefixed family, then the root
+# application's routes (its own protocol is OpenAI's; TEI's root routes are marked TEI as they are added).
+# The health probes are public: they need no API key.
+SUB_APPLICATIONS = [
+    ("/v1", Protocol.OPENAI, [openai.routes], []),
+    ("/v2", Protocol.KSERVE, [kserve.routes], [health.kserve_probes]),
+]
+ROOT_ROUTES = [
+    (Protocol.OPENAI, [health.routes, openai.routes, docs.routes], [health.probes]),
+    (Protocol.TEI, [tei.routes], []),
+]
 
 
 def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Application:
@@ -30,12 +42,27 @@ def create_app(config: ServerConfig, *, exit_on_fatal: bool = True) -> web.Appli
                           client_max_size=config.max_request_bytes, handler_args={"auto_decompress": False})
     app[CONFIG] = config
     app[LIFECYCLE] = Lifecycle()
-    for table in ROUTE_TABLES:
-        app.router.add_routes(table)
+    _add_route_tables(app)
     app.cleanup_ctx.append(_models_ctx(exit_on_fatal))
     app.on_shutdown.append(_start_draining)
     grpc_server.install(app)  # KServe v2 over gRPC: starts after the models, drains beside HTTP
     return app
+
+
+def _add_route_tables(app: web.Application) -> None:
+    speaking(Protocol.OPENAI, app)
+    for protocol, tables, public in ROOT_ROUTES:
+        for table in tables:
+            add_routes(app, table, protocol)
+        for table in public:
+            add_routes(app, table, protocol, public=True)
+    for prefix, protocol, tables, public in SUB_APPLICATIONS:
+        family = speaking(protocol)
+        for table in tables:
+            add_routes(family, table)
+        for table in public:
+            add_routes(family, table, public=True)
+        app.add_subapp(prefix, family)
 
 
 class _ProcessEvents:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import invalid
+from .vectors import l2_normalized
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,9 @@ def estimated_windows(text_chars: int, max_seq_length: int, overlap: int, chars_
     return 1 if tokens <= max_seq_length else 1 + -(-(tokens - max_seq_length) // stride)
 
 
-def weighted_mean(vectors: np.ndarray, weights: np.ndarray, *, normalize: bool) -> np.ndarray:
+def weighted_mean(vectors: np.ndarray, weights: np.ndarray, *, model_normalizes: bool) -> np.ndarray:
     """The mean of `vectors` [k, dim] weighted by `weights` [k]; unit length when the model normalizes."""
     mean = (vectors.astype(np.float64) * weights[:, None]).sum(axis=0) / max(float(weights.sum()), 1.0)
-    if normalize:
-        mean = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    if model_normalizes:
+        mean = l2_normalized(mean)
     return mean.astype(np.float32)

@@ -54,7 +54,7 @@ def default_chunking(config: ServerConfig) -> Chunking | None:
 
 
 def check_texts(texts: list[str]) -> None:
-    """Empty and NUL-holding texts are refused on every path (the plain tokenizer path checks them too)."""
+    """Empty and NUL-holding texts are refused, for every protocol, here and only here."""
     for index, text in enumerate(texts):
         if not text:
             raise invalid(f"input {index} is an empty string", "input")
@@ -138,7 +138,7 @@ def prepare(tokenizer: TextTokenizer, texts: list[str], prompt: str, options: Em
     return _Prepared(tokenizer.encode_texts([prompt + text for text in texts] if prompt else texts))
 
 
-def _assemble(prepared: _Prepared, result: Embeddings, chunks: Chunking | None, normalize: bool
+def _assemble(prepared: _Prepared, result: Embeddings, chunks: Chunking | None, model_normalizes: bool
               ) -> TextEmbeddings:
     if prepared.counts is None or chunks is None:
         return TextEmbeddings(result, None)
@@ -148,7 +148,7 @@ def _assemble(prepared: _Prepared, result: Embeddings, chunks: Chunking | None, 
     for count in prepared.counts:
         rows = slice(start, start + count)
         means.append(result.vectors[start] if count == 1 else
-                     chunking.weighted_mean(result.vectors[rows], weights[rows], normalize=normalize))
+                     chunking.weighted_mean(result.vectors[rows], weights[rows], model_normalizes=model_normalizes))
         sets.append(ChunkSet(result.vectors[rows], spans[rows]))
         start += count
     return TextEmbeddings(replace(result, vectors=np.stack(means).astype(np.float32, copy=False)),
@@ -214,6 +214,15 @@ def _truncation_check(on_truncated: Callable[[int], ServerError] | None) -> Call
         if tokenized.truncated:
             raise on_truncated(tokenized.truncated)
     return check
+
+
+async def embed_inputs(model: ServedModel, texts: list[str] | None, token_ids: list[list[int]] | None,
+                       options: EmbeddingOptions, config: ServerConfig, *,
+                       on_truncated: Callable[[int], ServerError] | None = None) -> TextEmbeddings:
+    """A request's texts, or else its pre-tokenized inputs (OpenAI and TEI give one or the other), embedded."""
+    if texts is not None:
+        return await embed_texts(model, texts, options, config, on_truncated=on_truncated)
+    return TextEmbeddings(await embed_token_ids(model, token_ids or [], options, on_truncated=on_truncated), None)
 
 
 def truncate_ids_left(token_lists: list[list[int]], tokenizer: TextTokenizer) -> tuple[list[list[int]], int]:

@@ -1,4 +1,10 @@
-"""Every error becomes the body of the protocol its route speaks; every response carries a request id."""
+"""Every error becomes the body of the protocol its route speaks; every response carries a request id.
+
+A route's protocol is fixed where it is registered (server/app.py): each application (the root one, and a
+sub-application per prefixed family) speaks one protocol, and a route whose protocol differs from its
+application's (TEI's root routes) is marked when it is added (`add_routes`). No middleware reads the path to
+choose a protocol.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,12 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
-import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
 
 from .auth import check_bearer
 from .decoding import decode
-from .errors import TEI_TYPE, ErrorKind, Protocol, ServerError, status_for
-from .protocols import openai
+from .errors import ErrorKind, Protocol, ServerError, error_body, status_for
 from .state import CONFIG, LIFECYCLE
 
 log = logging.getLogger(__name__)
@@ -23,8 +27,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Compressed bodies up to this size are decoded on the loop; larger ones on a thread (zlib releases the GIL).
 INLINE_DECODE_BYTES = 64 * 1024
-UNAUTHENTICATED_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
-TEI_PATHS = frozenset({"/embed", "/embed_all", "/tokenize", "/decode", "/info", "/rerank", "/predict", "/similarity"})
+# Per application: the protocol it speaks, its resources (paths) that speak another one, and its resources that
+# need no API key (the health probes).
+PROTOCOL = web.AppKey("protocol", Protocol)
+ROUTE_PROTOCOLS = web.AppKey("route_protocols", dict[web.AbstractResource, Protocol])
+PUBLIC_ROUTES = web.AppKey("public_routes", set[web.AbstractResource])
 
 _HTTP_KINDS = {
     404: (ErrorKind.NOT_FOUND, "no such route"),
@@ -37,22 +44,46 @@ class ClosingError(ServerError):
     """An error after which the connection must close: the rest of its body will not be read."""
 
 
-def protocol_for(path: str) -> Protocol:
-    if path.startswith("/v2"):
-        return Protocol.KSERVE
-    if path in TEI_PATHS:
-        return Protocol.TEI
-    return Protocol.OPENAI
+def speaking(protocol: Protocol, app: web.Application | None = None) -> web.Application:
+    """`app` (default: a new sub-application) set up to speak `protocol` and to take routes from `add_routes`."""
+    app = web.Application() if app is None else app
+    app[PROTOCOL], app[ROUTE_PROTOCOLS], app[PUBLIC_ROUTES] = protocol, {}, set()
+    return app
+
+
+def add_routes(app: web.Application, table: web.RouteTableDef, protocol: Protocol | None = None, *,
+               public: bool = False) -> None:
+    """Add `table` to `app` (set up by `speaking`); its routes speak `protocol` (default: the application's own)
+    and, when `public`, need no API key."""
+    resources = {route.resource for route in app.router.add_routes(table)}
+    if public:
+        app[PUBLIC_ROUTES].update(resources)
+    if protocol is not None and protocol is not app[PROTOCOL]:
+        for resource in resources:  # a wrong method matches no route: answer it here, 405 in `protocol`
+            if all(route.method != hdrs.METH_ANY for route in resource):
+                resource.add_route(hdrs.METH_ANY, _method_not_allowed)
+        app[ROUTE_PROTOCOLS].update(dict.fromkeys(resources, protocol))
+
+
+async def _method_not_allowed(request: web.Request) -> web.StreamResponse:
+    raise ServerError(ErrorKind.METHOD_NOT_ALLOWED, _HTTP_KINDS[405][1])
+
+
+def protocol_of(request: web.Request) -> Protocol:
+    """The protocol of the matched route: its mark, else the innermost application's (also for 404 and 405)."""
+    match_info, app = request.match_info, request.match_info.apps[-1]
+    return app[ROUTE_PROTOCOLS].get(match_info.route.resource) or app[PROTOCOL]
+
+
+def is_public(request: web.Request) -> bool:
+    """The matched route needs no API key (a health probe)."""
+    match_info = request.match_info
+    return match_info.route.resource in match_info.apps[-1][PUBLIC_ROUTES]
 
 
 def error_response(error: ServerError, protocol: Protocol) -> web.Response:
-    if protocol is Protocol.OPENAI:
-        body = openai.error_body(error)
-    elif protocol is Protocol.TEI:
-        body = orjson.dumps({"error": error.message, "error_type": TEI_TYPE[error.kind]})
-    else:
-        body = orjson.dumps({"error": error.message})
-    response = web.Response(status=status_for(error.kind, protocol), body=body, content_type="application/json")
+    response = web.Response(status=status_for(error.kind, protocol), body=error_body(error, protocol),
+                            content_type="application/json")
     if error.retry_after_s is not None:
         response.headers["Retry-After"] = str(error.retry_after_s)
     return response
@@ -68,7 +99,7 @@ def _from_http(exc: web.HTTPException) -> ServerError:
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
-    protocol = protocol_for(request.path)
+    protocol = protocol_of(request)
     try:
         response = await handler(request)
     except ServerError as exc:
@@ -90,7 +121,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count requests being handled, so that a drain knows when the last one is answered."""
-    lifecycle = request.app[LIFECYCLE]
+    lifecycle = request.config_dict[LIFECYCLE]
     lifecycle.request_started()
     try:
         return await handler(request)
@@ -100,8 +131,8 @@ async def in_flight_middleware(request: web.Request, handler: Handler) -> web.St
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path not in UNAUTHENTICATED_PATHS:
-        check_bearer(request.headers.get("Authorization"), request.app[CONFIG].api_key,
+    if not is_public(request):
+        check_bearer(request.headers.get("Authorization"), request.config_dict[CONFIG].api_key,
                      where="'Authorization: Bearer <key>'")
     return await handler(request)
 
@@ -111,7 +142,7 @@ async def body_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Read the whole body before the route runs: within --body-timeout-s, bounded by --max-request-bytes before
     and after decoding its Content-Encoding. The route's `request.read()` then returns the decoded body."""
     if request.body_exists:
-        config = request.app[CONFIG]
+        config = request.config_dict[CONFIG]
         try:
             raw = await asyncio.wait_for(request.read(), config.body_timeout_s)
         except asyncio.TimeoutError:

@@ -8,19 +8,20 @@ a client that goes away does not stop a load halfway.
 from __future__ import annotations
 
 import asyncio
-
-from aiohttp import web
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import ServerError, invalid
 from .state import CONFIG, METRICS, REGISTRY
 
 
-def check_enabled(app: web.Application) -> None:
+# `app` is the root application's state: the application itself (gRPC) or a request's `config_dict` (HTTP).
+def check_enabled(app: Mapping[Any, Any]) -> None:
     if not app[CONFIG].model_control:
         raise invalid("explicit model load / unload is not allowed: the server runs with --model-control false")
 
 
-def _retire_serving(app: web.Application, name: str) -> None:
+def _retire_serving(app: Mapping[Any, Any], name: str) -> None:
     try:
         old = app[REGISTRY].get(name)
     except ServerError:
@@ -28,14 +29,14 @@ def _retire_serving(app: web.Application, name: str) -> None:
     app[METRICS].retire(old.stats)  # its counters live on in the new instance's
 
 
-async def load(app: web.Application, name: str) -> None:
+async def load(app: Mapping[Any, Any], name: str) -> None:
     """Load `name`, or reload it (the new instance takes over once warm)."""
     check_enabled(app)
     _retire_serving(app, name)
     await asyncio.shield(app[REGISTRY].load(name))
 
 
-async def unload(app: web.Application, name: str) -> None:
+async def unload(app: Mapping[Any, Any], name: str) -> None:
     """Unload `name`; its requests in flight finish first (the registry's drain)."""
     check_enabled(app)
     _retire_serving(app, name)

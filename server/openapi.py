@@ -107,57 +107,89 @@ _CLIENT_ERRORS = (400, 401, 404, 405, 408, 413, 422, 429, 500, 503)
 
 
 def openapi_document(version: str) -> dict[str, Any]:
-    openai_ops = _responses(_json(_EMBEDDINGS_RESPONSE), _OPENAI_ERROR, *_CLIENT_ERRORS)
-    kserve = lambda ok: _responses(ok, _KSERVE_ERROR, 400, 401, 404, 405, 408, 413, 500, 501, 503)
-    tei = lambda ok: _responses(ok, _TEI_ERROR, 400, 401, 404, 408, 413, 422, 429, 500, 503)
     return {
         "openapi": "3.0.3",
         "info": {"title": "onnx-embedding-server", "version": version,
                  "description": "OpenAI-compatible, KServe v2 / Triton and TEI-compatible sentence embeddings."},
-        "paths": {
-            "/v1/embeddings": {"post": {"operationId": "createEmbeddings", "requestBody": {
-                "required": True, **_json(_EMBEDDINGS_REQUEST)}, "responses": openai_ops}},
-            "/v1/models": {"get": {"operationId": "listModels", "responses": _responses(
-                _json({"type": "object", "required": ["data"], "properties": {"data": {"type": "array"}}}),
-                _OPENAI_ERROR, 401)}},
-            "/health": {"get": {"operationId": "health", "responses": {
-                "200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-            "/v2/health/live": {"get": {"operationId": "live", "responses": {
-                "200": {"description": "live"}, "503": {"description": "not live"}}}},
-            "/v2/health/ready": {"get": {"operationId": "ready", "responses": {
-                "200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-            "/v2": {"get": {"operationId": "serverMetadata", "responses": kserve(_json({"type": "object"}))}},
-            "/v2/models/{model}": {"get": {"operationId": "modelMetadata", "parameters": [_MODEL],
-                                           "responses": kserve(_json({"type": "object"}))}},
-            "/v2/models/{model}/ready": {"get": {"operationId": "modelReady", "parameters": [_MODEL],
-                                                 "responses": kserve(None)}},
-            "/v2/models/{model}/config": {"get": {"operationId": "modelConfig", "parameters": [_MODEL],
-                                                  "responses": kserve(_json({"type": "object"}))}},
-            "/v2/models/{model}/stats": {"get": {"operationId": "modelStats", "parameters": [_MODEL],
-                                                 "responses": kserve(_json({"type": "object"}))}},
-            "/v2/models/stats": {"get": {"operationId": "allStats", "responses": kserve(_json({"type": "object"}))}},
-            "/v2/models/{model}/infer": {"post": {
-                "operationId": "infer", "parameters": [_MODEL],
-                "requestBody": {"required": True, **_json(_INFER_REQUEST)},
-                "responses": kserve(_json(_INFER_RESPONSE))}},
-            "/v2/repository/index": {"post": {"operationId": "repositoryIndex",
-                                              "responses": kserve(_json({"type": "array"}))}},
-            "/v2/repository/models/{model}/load": {"post": {"operationId": "loadModel", "parameters": [_MODEL],
-                                                            "responses": kserve(None)}},
-            "/v2/repository/models/{model}/unload": {"post": {"operationId": "unloadModel", "parameters": [_MODEL],
-                                                              "responses": kserve(None)}},
-            "/embed": {"post": {"operationId": "teiEmbed", "requestBody": {"required": True,
-                                                                           **_json(_TEI_EMBED_REQUEST)},
-                                "responses": tei(_json({"type": "array", "items": {"type": "array"}}))}},
-            "/tokenize": {"post": {"operationId": "teiTokenize", "requestBody": {"required": True, **_json({
-                "type": "object", "required": ["inputs"],
-                "properties": {"inputs": {"oneOf": [{"type": "string"}, {"type": "array",
-                                                                         "items": {"type": "string"}}]},
-                               "add_special_tokens": {"type": "boolean"}}})},
-                "responses": tei(_json({"type": "array"}))}},
-            "/info": {"get": {"operationId": "teiInfo", "responses": tei(_json({"type": "object"}))}},
-            "/metrics": {"get": {"operationId": "metrics", "responses": {
-                "200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                "401": {"description": "error", **_json(_OPENAI_ERROR)}}}},
-        },
+        "paths": {**_openai_paths(), **_health_paths(), **_kserve_paths(), **_tei_paths(), **_metrics_paths()},
     }
+
+
+def _openai_paths() -> dict[str, Any]:
+    return {
+        "/v1/embeddings": {"post": {"operationId": "createEmbeddings", "requestBody": {
+            "required": True, **_json(_EMBEDDINGS_REQUEST)},
+            "responses": _responses(_json(_EMBEDDINGS_RESPONSE), _OPENAI_ERROR, *_CLIENT_ERRORS)}},
+        "/v1/models": {"get": {"operationId": "listModels", "responses": _responses(
+            _json({"type": "object", "required": ["data"], "properties": {"data": {"type": "array"}}}),
+            _OPENAI_ERROR, 401)}},
+    }
+
+
+def _health_paths() -> dict[str, Any]:
+    def probe(operation: str, state: str) -> dict[str, Any]:
+        return {"get": {"operationId": operation, "responses": {
+            "200": {"description": state}, "503": {"description": f"not {state}"}}}}
+
+    return {"/health": probe("health", "ready"), "/v2/health/live": probe("live", "live"),
+            "/v2/health/ready": probe("ready", "ready")}
+
+
+def _kserve(ok: dict[str, Any] | None) -> dict[str, Any]:
+    return _responses(ok, _KSERVE_ERROR, 400, 401, 404, 405, 408, 413, 500, 501, 503)
+
+
+def _kserve_get(operation: str, ok: dict[str, Any] | None, *parameters: dict[str, Any]) -> dict[str, Any]:
+    return {"get": {"operationId": operation, **({"parameters": list(parameters)} if parameters else {}),
+                    "responses": _kserve(ok)}}
+
+
+def _kserve_paths() -> dict[str, Any]:
+    some_object = _json({"type": "object"})
+    return {
+        "/v2": _kserve_get("serverMetadata", some_object),
+        "/v2/models/{model}": _kserve_get("modelMetadata", some_object, _MODEL),
+        "/v2/models/{model}/ready": _kserve_get("modelReady", None, _MODEL),
+        "/v2/models/{model}/config": _kserve_get("modelConfig", some_object, _MODEL),
+        "/v2/models/{model}/stats": _kserve_get("modelStats", some_object, _MODEL),
+        "/v2/models/stats": _kserve_get("allStats", some_object),
+        "/v2/models/{model}/infer": {"post": {
+            "operationId": "infer", "parameters": [_MODEL],
+            "requestBody": {"required": True, **_json(_INFER_REQUEST)},
+            "responses": _kserve(_json(_INFER_RESPONSE))}},
+        "/v2/repository/index": {"post": {"operationId": "repositoryIndex",
+                                          "responses": _kserve(_json({"type": "array"}))}},
+        "/v2/repository/models/{model}/load": {"post": {"operationId": "loadModel", "parameters": [_MODEL],
+                                                        "responses": _kserve(None)}},
+        "/v2/repository/models/{model}/unload": {"post": {"operationId": "unloadModel", "parameters": [_MODEL],
+                                                          "responses": _kserve(None)}},
+    }
+
+
+_TEI_TOKENIZE_REQUEST = {
+    "type": "object", "required": ["inputs"],
+    "properties": {"inputs": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                   "add_special_tokens": {"type": "boolean"}},
+}
+
+
+def _tei(ok: dict[str, Any]) -> dict[str, Any]:
+    return _responses(ok, _TEI_ERROR, 400, 401, 404, 408, 413, 422, 429, 500, 503)
+
+
+def _tei_paths() -> dict[str, Any]:
+    return {
+        "/embed": {"post": {"operationId": "teiEmbed", "requestBody": {"required": True,
+                                                                       **_json(_TEI_EMBED_REQUEST)},
+                            "responses": _tei(_json({"type": "array", "items": {"type": "array"}}))}},
+        "/tokenize": {"post": {"operationId": "teiTokenize",
+                               "requestBody": {"required": True, **_json(_TEI_TOKENIZE_REQUEST)},
+                               "responses": _tei(_json({"type": "array"}))}},
+        "/info": {"get": {"operationId": "teiInfo", "responses": _tei(_json({"type": "object"}))}},
+    }
+
+
+def _metrics_paths() -> dict[str, Any]:
+    return {"/metrics": {"get": {"operationId": "metrics", "responses": {
+        "200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        "401": {"description": "error", **_json(_OPENAI_ERROR)}}}}}

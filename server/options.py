@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import invalid
+from .protocols.values import is_count
 
 RIGHT, LEFT = "right", "left"
 MEAN, CHUNKS, NONE = "mean", "chunks", "none"
@@ -79,7 +80,7 @@ def _input_type(value: Any) -> str | None:
 def _overlap(value: Any) -> int:
     if value is None:
         return DEFAULT_CHUNK_OVERLAP
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not is_count(value):
         raise invalid("the chunk overlap must be a non-negative integer (tokens)", "chunking")
     return value
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from google.protobuf import json_format, text_format
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf import text_format
 
 
 def _triton_model_config() -> ModuleType:
@@ -140,38 +139,6 @@ def read_model_config(path: Path) -> ModelConfig:
 
 def write_model_config(config: ModelConfig, path: Path) -> None:
     path.write_text(text_format.MessageToString(config), encoding="utf-8")
-
-
-_INT64 = (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
-
-
-def model_config_json(config: ModelConfig) -> dict:
-    """The ModelConfig as Triton's HTTP `/config` endpoint shows it (proto field names, enums as strings)."""
-    as_dict = json_format.MessageToDict(
-        config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    return _int64_as_numbers(config.DESCRIPTOR, as_dict)
-
-
-def _int64_as_numbers(descriptor, value: dict) -> dict:
-    """Proto3 JSON writes 64-bit integers as strings; Triton's /config writes numbers (dims: [-1], not ["-1"])."""
-    for field in descriptor.fields:
-        if field.name not in value:
-            continue
-        item = value[field.name]
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            value_field = field.message_type.fields_by_name["value"]
-            for key in item:
-                if value_field.message_type is not None:
-                    _int64_as_numbers(value_field.message_type, item[key])
-                elif value_field.cpp_type in _INT64:
-                    item[key] = int(item[key])
-        elif field.message_type is not None:
-            for sub in item if isinstance(item, list) else [item]:
-                _int64_as_numbers(field.message_type, sub)
-        elif field.cpp_type in _INT64:
-            value[field.name] = [int(v) for v in item] if isinstance(item, list) else int(item)
-    return value
 
 
 TEXT_INPUT = "TEXT"

@@ -64,11 +64,7 @@ class TextTokenizer:
         return encoding.ids[: positions[0]], encoding.ids[positions[-1] + 1 :]
 
     def encode_texts(self, texts: list[str]) -> Tokenized:
-        for index, text in enumerate(texts):
-            if not text:
-                raise invalid(f"input {index} is an empty string", param="input")
-            if "\x00" in text:
-                raise invalid(f"input {index} contains a NUL character", param="input")
+        """Texts already checked (non-empty, no NUL: `embedding.check_texts`) to sequences with special tokens."""
         if max(map(len, texts)) > self.max_seq_length * PREFIX_CHARS_PER_TOKEN:
             results = [self._encode_one(text) for text in texts]
         elif len(texts) == 1 and len(texts[0]) <= GIL_FREE_CHARS:

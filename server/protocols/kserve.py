@@ -16,9 +16,12 @@ from typing import Any
 
 import numpy as np
 import orjson
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 
 from ..errors import ErrorKind, ServerError, invalid
 from . import bounded_json
+from .values import check_text_lengths, is_count
 from ..options import DEFAULT, EmbeddingOptions, options_from_parameters
 from ..repository import (ATTENTION_MASK, CHUNK_OUTPUTS, INPUT_IDS, PLATFORM, TOKEN_TYPE_IDS, ModelConfig,
                           model_config_pb2)
@@ -85,6 +88,43 @@ def model_metadata_dict(name: str, versions: list[str], config: ModelConfig) -> 
 
 def model_metadata(name: str, versions: list[str], config: ModelConfig) -> bytes:
     return orjson.dumps(model_metadata_dict(name, versions, config))
+
+
+_INT64 = (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
+
+
+def model_config_json(config: ModelConfig) -> dict:
+    """The ModelConfig as Triton's HTTP `/config` endpoint shows it (proto field names, enums as strings)."""
+    as_dict = json_format.MessageToDict(
+        config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return _int64_as_numbers(config.DESCRIPTOR, as_dict)
+
+
+def _int64_as_numbers(descriptor, value: dict) -> dict:
+    """Proto3 JSON writes 64-bit integers as strings; Triton's /config writes numbers (dims: [-1], not ["-1"])."""
+    for field in descriptor.fields:
+        if field.name not in value:
+            continue
+        item = value[field.name]
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            for key in item:
+                if value_field.message_type is not None:
+                    _int64_as_numbers(value_field.message_type, item[key])
+                elif value_field.cpp_type in _INT64:
+                    item[key] = int(item[key])
+        elif field.message_type is not None:
+            for sub in item if isinstance(item, list) else [item]:
+                _int64_as_numbers(field.message_type, sub)
+        elif field.cpp_type in _INT64:
+            value[field.name] = [int(v) for v in item] if isinstance(item, list) else int(item)
+    return value
+
+
+def model_config(config: ModelConfig) -> bytes:
+    """The body of `GET /v2/models/{model}/config`."""
+    return orjson.dumps(model_config_json(config))
 
 
 def serialize_bytes(items: list[bytes]) -> bytes:
@@ -155,8 +195,7 @@ def check_parameters(params: dict, where: str) -> dict:
 
 def _shape(tensor: dict, name: str) -> list[int]:
     shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not isinstance(shape, list) or not all(is_count(d) for d in shape):
         raise invalid(f"input '{name}': 'shape' must be a list of non-negative integers")
     return shape
 
@@ -206,10 +245,7 @@ def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int, 
         texts = decode_texts(deserialize_bytes(chunk, TEXT, max_items=shape[0], max_item_bytes=4 * max_input_chars))
     if len(texts) != shape[0]:
         raise invalid(f"input '{TEXT}' has {len(texts)} elements but its shape {shape} needs {shape[0]}")
-    for index, text in enumerate(texts):
-        if len(text) > max_input_chars:
-            raise invalid(f"input '{TEXT}': element {index} has {len(text)} characters; at most "
-                          f"{max_input_chars} are allowed per input")
+    check_text_lengths(texts, max_input_chars, lambda index: f"input '{TEXT}': element {index}")
     return texts
 
 
@@ -297,7 +333,7 @@ def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tup
         size = _parameters(tensor, f"input '{name}'").get("binary_data_size")
         chunk = None
         if size is not None:
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            if not is_count(size):
                 raise invalid(f"input '{name}': 'binary_data_size' must be a non-negative integer")
             if "data" in tensor:
                 raise invalid(f"input '{name}' has both 'data' and 'binary_data_size'")
@@ -316,7 +352,7 @@ def _collect_inputs(body: dict, binary: memoryview, model: str) -> dict[str, tup
 
 
 def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, max_inputs: int,
-                        max_input_chars: int = 2_000_000) -> InferRequest:
+                        max_input_chars: int) -> InferRequest:
     body, binary = _split_body(raw, header_length, max_inputs)
     if not isinstance(body, dict):
         raise invalid("the inference request must be a JSON object")
@@ -328,7 +364,7 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
     if not isinstance(binary_default, bool):
         raise invalid("'binary_data_output' must be a boolean")
     timeout = params.get("timeout")
-    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
+    if timeout is not None and not is_count(timeout):
         raise invalid("'timeout' must be a non-negative integer (microseconds)")
     found = _collect_inputs(body, binary, model)
     outputs = _outputs(body, model, binary_default)
@@ -340,7 +376,7 @@ def parse_infer_request(raw: bytes, header_length: str | None, *, model: str, ma
 
 def assemble_request(found: dict[str, tuple[dict, memoryview | None]], *, request_id: str | None,
                      outputs: list[RequestedOutput], timeout_us: int | None, model: str, max_inputs: int,
-                     max_input_chars: int = 2_000_000, options: EmbeddingOptions = DEFAULT,
+                     max_input_chars: int, options: EmbeddingOptions = DEFAULT,
                      outputs_given: bool = True, binary_default: bool = False) -> InferRequest:
     """Checked inputs -> one request (any protocol). `found` maps an input name to its tensor (`shape`, and
     `data` unless its bytes are the chunk) and its binary chunk; `options` come from the request parameters
@@ -461,7 +497,3 @@ def check_load_request(body: Any) -> None:
 
 def stats(entries: list[dict]) -> bytes:
     return orjson.dumps({"model_stats": entries})
-
-
-def error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})

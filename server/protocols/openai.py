@@ -1,4 +1,5 @@
-"""OpenAI `/v1/embeddings`: parse and validate request bodies, build response and error bodies. No I/O."""
+"""OpenAI `/v1/embeddings`: parse and validate request bodies, build response bodies (errors: server/errors.py).
+No I/O."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..errors import ErrorKind, ServerError, invalid
+from ..errors import invalid
 from ..options import DEFAULT, EmbeddingOptions, options_from_body
+from .values import check_text_lengths, is_int
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,6 @@ class EmbeddingsRequest:
         return len(self.texts if self.texts is not None else self.token_ids or [])
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _parse_input(value: Any, max_inputs: int, max_input_chars: int
                  ) -> tuple[list[str] | None, list[list[int]] | None]:
     if isinstance(value, str):
@@ -40,37 +38,26 @@ def _parse_input(value: Any, max_inputs: int, max_input_chars: int
                       "input")
     if not value:
         raise invalid("'input' must not be empty", "input")
-    if isinstance(value[0], int) and not isinstance(value[0], bool):  # one pre-tokenized input
-        if not all(_is_int(item) for item in value):
+    if is_int(value[0]):  # one pre-tokenized input
+        if not all(is_int(item) for item in value):
             raise invalid("'input' items must be all strings, all token ids, or all lists of token ids", "input")
         return None, [value]
     if len(value) > max_inputs:
         raise invalid(f"'input' has {len(value)} items; at most {max_inputs} are allowed per request", "input")
     if all(isinstance(item, str) for item in value):
-        _check_texts(value, max_input_chars)
+        check_text_lengths(value, max_input_chars, lambda index: f"'input[{index}]'", "input")
         return value, None
     if all(isinstance(item, list) for item in value):
         for index, ids in enumerate(value):
             if not ids:
                 raise invalid(f"'input[{index}]' is an empty list of token ids", "input")
-            if not all(_is_int(t) for t in ids):
+            if not all(is_int(t) for t in ids):
                 raise invalid(f"'input[{index}]' must be a list of integer token ids", "input")
         return None, value
     raise invalid("'input' items must be all strings, all token ids, or all lists of token ids", "input")
 
 
-def _check_texts(texts: list[str], max_input_chars: int) -> None:
-    for index, text in enumerate(texts):
-        if not text:
-            raise invalid(f"'input[{index}]' is an empty string", "input")
-        if len(text) > max_input_chars:
-            raise invalid(f"'input[{index}]' has {len(text)} characters; at most {max_input_chars} are allowed "
-                          "per input", "input")
-        if "\x00" in text:
-            raise invalid(f"'input[{index}]' contains a NUL character", "input")
-
-
-def parse_embeddings_request(body: Any, *, max_inputs: int, max_input_chars: int = 2_000_000) -> EmbeddingsRequest:
+def parse_embeddings_request(body: Any, *, max_inputs: int, max_input_chars: int) -> EmbeddingsRequest:
     if not isinstance(body, dict):
         raise invalid("the request body must be a JSON object")
     if "input" not in body:
@@ -83,7 +70,7 @@ def parse_embeddings_request(body: Any, *, max_inputs: int, max_input_chars: int
     if encoding_format not in ("float", "base64"):
         raise invalid("'encoding_format' must be 'float' or 'base64'", "encoding_format")
     dimensions = body.get("dimensions")
-    if dimensions is not None and (not _is_int(dimensions) or dimensions < 1):
+    if dimensions is not None and (not is_int(dimensions) or dimensions < 1):
         raise invalid("'dimensions' must be a positive integer", "dimensions")
     user = body.get("user")
     if user is not None and not isinstance(user, str):
@@ -91,17 +78,10 @@ def parse_embeddings_request(body: Any, *, max_inputs: int, max_input_chars: int
     return EmbeddingsRequest(model or None, texts, token_ids, encoding_format, dimensions, options_from_body(body))
 
 
-def reduce_dimensions(vectors: np.ndarray, dimensions: int | None, *, normalize: bool) -> np.ndarray:
-    """Matryoshka-style truncation; re-normalized when the model's outputs are normalized."""
-    if dimensions is None or dimensions == vectors.shape[1]:
-        return vectors
-    if dimensions > vectors.shape[1]:
-        raise invalid(f"'dimensions' must be at most {vectors.shape[1]} for this model", "dimensions")
-    reduced = vectors[:, :dimensions]
-    if normalize:
-        norms = np.linalg.norm(reduced, axis=1, keepdims=True)
-        reduced = reduced / np.maximum(norms, 1e-12)
-    return np.ascontiguousarray(reduced, dtype=np.float32)
+def check_dimensions(dimensions: int | None, model_dimension: int, model: str) -> None:
+    """`dimensions` (already a positive integer) is at most what the chosen model gives."""
+    if dimensions is not None and dimensions > model_dimension:
+        raise invalid(f"'dimensions' must be at most {model_dimension} for model {model}", "dimensions")
 
 
 def _encoded(vectors: np.ndarray, encoding_format: str) -> list:
@@ -129,18 +109,3 @@ def build_models_response(models: list[tuple[str, int]], prompts: list[dict] | N
     return orjson.dumps({"object": "list", "data": [
         {"id": name, "object": "model", "created": created, "owned_by": "onnx-embedding-server", **extra}
         for (name, created), extra in zip(models, prompts or [{}] * len(models))]})
-
-
-_CODES = {
-    ErrorKind.OVERLOADED: "rate_limit_exceeded",
-    ErrorKind.UNAUTHORIZED: "invalid_api_key",
-}
-
-
-def error_body(error: ServerError) -> bytes:
-    return orjson.dumps({"error": {
-        "message": error.message,
-        "type": error.kind.value,
-        "param": error.param,
-        "code": error.code or _CODES.get(error.kind),
-    }})

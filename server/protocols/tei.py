@@ -22,6 +22,7 @@ import orjson
 
 from ..errors import ServerError, invalid
 from ..options import DEFAULT, EmbeddingOptions, options_from_body
+from .values import check_text_lengths, is_int
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,6 @@ class EmbedRequest:
 class TokenizeRequest:
     texts: list[str]
     add_special_tokens: bool
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _object(body: Any) -> dict:
@@ -72,53 +69,39 @@ def _optional_bool(body: dict, key: str, default: bool | None) -> bool | None:
     return value
 
 
-def check_text_lengths(texts: list[str], max_input_chars: int) -> None:
-    for index, text in enumerate(texts):
-        if len(text) > max_input_chars:
-            raise invalid(f"`inputs[{index}]` has {len(text)} characters; at most {max_input_chars} are allowed "
-                          "per input")
+def _check_text_lengths(texts: list[str], max_input_chars: int) -> None:
+    check_text_lengths(texts, max_input_chars, lambda index: f"`inputs[{index}]`")
 
 
 def _inputs(value: Any, max_inputs: int, max_input_chars: int) -> tuple[list[str] | None, list[list[int]] | None]:
     if isinstance(value, str):
-        check_text_lengths([value], max_input_chars)
+        _check_text_lengths([value], max_input_chars)
         return [value], None
     if not isinstance(value, list):
         raise invalid("`inputs` must be a string, a list of token ids, or a list of either")
-    if value and _is_int(value[0]):  # one pre-tokenized input: its length is not a batch size
-        if not all(_is_int(item) for item in value):
+    if value and is_int(value[0]):  # one pre-tokenized input: its length is not a batch size
+        if not all(is_int(item) for item in value):
             raise invalid("`inputs` items must be all strings, all token ids, or all non-empty lists of token ids")
         return None, [value]
     _check_count(len(value), max_inputs)
     if all(isinstance(item, str) for item in value):
-        check_text_lengths(value, max_input_chars)
+        _check_text_lengths(value, max_input_chars)
         return value, None
-    if all(isinstance(item, list) and item and all(_is_int(t) for t in item) for item in value):
+    if all(isinstance(item, list) and item and all(is_int(t) for t in item) for item in value):
         return None, value
     raise invalid("`inputs` items must be all strings, all token ids, or all non-empty lists of token ids")
 
 
-def parse_embed_request(body: Any, *, max_inputs: int, dimension: int, max_input_chars: int = 2_000_000
+def parse_embed_request(body: Any, *, max_inputs: int, dimension: int, max_input_chars: int
                         ) -> EmbedRequest:
     body = _object(body)
     texts, token_ids = _inputs(body["inputs"], max_inputs, max_input_chars)
     options = options_from_body(body)
     dimensions = body.get("dimensions")
-    if dimensions is not None and (not _is_int(dimensions) or not 0 < dimensions <= dimension):
+    if dimensions is not None and (not is_int(dimensions) or not 0 < dimensions <= dimension):
         raise invalid(f"`dimensions` must be an integer from 1 to {dimension} for this model")
     return EmbedRequest(texts, token_ids, normalize=bool(_optional_bool(body, "normalize", True)),
                         truncate=_optional_bool(body, "truncate", None), dimensions=dimensions, options=options)
-
-
-def postprocess(vectors: np.ndarray, *, dimensions: int | None, normalize: bool, normalized: bool
-                ) -> np.ndarray:
-    """Apply `dimensions` and `normalize` to the model's output; `normalized` says the model already did."""
-    if dimensions is not None and dimensions < vectors.shape[1]:
-        vectors, normalized = vectors[:, :dimensions], False
-    if normalize and not normalized:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, 1e-12)
-    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def build_embed_response(vectors: np.ndarray) -> bytes:
@@ -132,7 +115,7 @@ def build_chunks_response(chunks: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
                         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def parse_tokenize_request(body: Any, *, max_inputs: int, max_input_chars: int = 2_000_000) -> TokenizeRequest:
+def parse_tokenize_request(body: Any, *, max_inputs: int, max_input_chars: int) -> TokenizeRequest:
     body = _object(body)
     inputs = body["inputs"]
     texts = [inputs] if isinstance(inputs, str) else inputs
@@ -141,7 +124,7 @@ def parse_tokenize_request(body: Any, *, max_inputs: int, max_input_chars: int =
     _check_count(len(texts), max_inputs)
     if not all(isinstance(text, str) for text in texts):
         raise invalid("`inputs` must be a string or a list of strings")
-    check_text_lengths(texts, max_input_chars)
+    _check_text_lengths(texts, max_input_chars)
     return TokenizeRequest(texts, bool(_optional_bool(body, "add_special_tokens", True)))
 
 
@@ -156,8 +139,26 @@ def simple_tokens(text: str, tokens: list[tuple[int, str, int, int, bool]], add_
     ]
 
 
-def build_tokenize_response(token_lists: list[list[dict[str, Any]]]) -> bytes:
-    return orjson.dumps(token_lists)
+# A SimpleToken's JSON without its text: {"id":123456,"text":"","special":false,"start":1234567,"stop":1234567},
+TOKEN_JSON_BYTES = 72
+
+
+def tokenize_response_bytes(token_lists: list[list[tuple[int, str, int, int, bool]]]) -> int:
+    """About how many bytes the /tokenize response of these tokens (`Tokenizer.tokens` of each text) holds."""
+    return sum(TOKEN_JSON_BYTES + (len(token) if special else stop - start)
+               for tokens in token_lists for _, token, start, stop, special in tokens)
+
+
+def least_tokenize_response_bytes(texts: list[str], max_seq_length: int, chars_per_token: int) -> int:
+    """A low estimate of `tokenize_response_bytes` before tokenizing: at least one token per `chars_per_token`
+    characters of each text, at most `max_seq_length` tokens."""
+    return sum(min(-(-len(text) // chars_per_token), max_seq_length) for text in texts) * TOKEN_JSON_BYTES
+
+
+def build_tokenize_response(texts: list[str], token_lists: list[list[tuple[int, str, int, int, bool]]],
+                            add_special_tokens: bool) -> bytes:
+    return orjson.dumps([simple_tokens(text, tokens, add_special_tokens)
+                         for text, tokens in zip(texts, token_lists)])
 
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8"}

@@ -1,4 +1,5 @@
-"""Helpers shared by the route modules: body parsing, JSON responses, off-loop rendering, the response bound."""
+"""Helpers shared by the route modules: body parsing, JSON responses, off-loop rendering, the response bound,
+the timing headers and the server version."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from importlib.metadata import PackageNotFoundError, version
+
 from aiohttp import web
 
 from ..errors import invalid
+from ..model import Embeddings
 from ..response_limit import check_response_floats
 from ..protocols import bounded_json
 from ..state import CONFIG
@@ -43,7 +47,7 @@ def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None
 
 def check_response_size(request: web.Request, floats: int, *, binary: bool = False) -> None:
     """Refuse (400, 422 TEI) a response that would exceed --max-response-bytes, before it is serialized."""
-    check_response_floats(floats, binary=binary, limit=request.app[CONFIG].max_response_bytes)
+    check_response_floats(floats, binary=binary, limit=request.config_dict[CONFIG].max_response_bytes)
 
 
 async def render(build: Callable[[], T], floats: int) -> T:
@@ -51,3 +55,18 @@ async def render(build: Callable[[], T], floats: int) -> T:
         return build()
     return await asyncio.get_running_loop().run_in_executor(None, build)
 
+
+def timing_headers(result: Embeddings) -> dict[str, str]:
+    """OpenAI's and KServe's per-response headers: truncated inputs, queue and inference time."""
+    return {
+        "X-Truncated-Inputs": str(result.truncated),
+        "X-Queue-Time-Ms": f"{result.queue_ns / 1e6:.3f}",
+        "X-Inference-Time-Ms": f"{result.compute_ns / 1e6:.3f}",
+    }
+
+
+def server_version() -> str:
+    try:
+        return version("onnx-embedding-server")
+    except PackageNotFoundError:
+        return "0.0.0"

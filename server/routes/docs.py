@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 import orjson
 from aiohttp import web
 
 from ..openapi import openapi_document
-from .common import json_response
+from .common import json_response, server_version
 
 routes = web.RouteTableDef()
-
-
-def server_version() -> str:
-    try:
-        return version("onnx-embedding-server")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 @routes.get("/openapi.json")

@@ -1,37 +1,22 @@
-"""OpenAI-compatible routes: /v1/embeddings (and /embeddings), /v1/models."""
+"""OpenAI-compatible routes: /embeddings and /models, served under /v1 and at the root (server/app.py)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..embedding import TextEmbeddings, chunk_floats, embed_texts, embed_token_ids, estimated_chunk_floats
-from ..errors import invalid
-from ..model import Embeddings, ServedModel
+from ..embedding import chunk_floats, embed_inputs, estimated_chunk_floats
+from ..model import ServedModel
 from ..protocols import openai
 from ..state import CONFIG, REGISTRY
-from .common import check_response_size, json_of, json_response, parse_body, render
+from ..vectors import postprocess
+from .common import check_response_size, json_of, json_response, parse_body, render, timing_headers
 
 routes = web.RouteTableDef()
 
 
-def timing_headers(result: Embeddings) -> dict[str, str]:
-    return {
-        "X-Truncated-Inputs": str(result.truncated),
-        "X-Queue-Time-Ms": f"{result.queue_ns / 1e6:.3f}",
-        "X-Inference-Time-Ms": f"{result.compute_ns / 1e6:.3f}",
-    }
-
-
-async def _embed(model: ServedModel, request: openai.EmbeddingsRequest, config) -> TextEmbeddings:
-    if request.texts is not None:
-        return await embed_texts(model, request.texts, request.options, config)
-    return TextEmbeddings(await embed_token_ids(model, request.token_ids or [], request.options), None)
-
-
-@routes.post("/v1/embeddings")
 @routes.post("/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
-    config, registry = request.app[CONFIG], request.app[REGISTRY]
+    config, registry = request.config_dict[CONFIG], request.config_dict[REGISTRY]
     parsed = await parse_body(request, lambda raw: openai.parse_embeddings_request(
         json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
 
@@ -39,18 +24,17 @@ async def embeddings(request: web.Request) -> web.Response:
         return registry.get(parsed.model) if parsed.model else registry.default()
 
     model = pick()
-    if parsed.dimensions is not None and parsed.dimensions > model.info.dimension:
-        raise invalid(f"'dimensions' must be at most {model.info.dimension} for model {model.info.name}",
-                      "dimensions")
+    openai.check_dimensions(parsed.dimensions, model.info.dimension, model.info.name)
     width, binary = parsed.dimensions or model.info.dimension, parsed.encoding_format == "base64"
     check_response_size(request, parsed.count * width + estimated_chunk_floats(
         parsed.texts, parsed.options, config, model.info.max_seq_length, width), binary=binary)
-    embedded = await _embed(model, parsed, config)
+    embedded = await embed_inputs(model, parsed.texts, parsed.token_ids, parsed.options, config)
     result = embedded.result
     check_response_size(request, parsed.count * width + chunk_floats(embedded.chunks, width), binary=binary)
 
-    def reduce(array):
-        return openai.reduce_dimensions(array, parsed.dimensions, normalize=model.info.normalize)
+    def reduce(array):  # OpenAI returns what the model gives: unit length again after a cut if it was before
+        return postprocess(array, dimensions=parsed.dimensions, normalize=model.info.normalize,
+                           model_normalizes=model.info.normalize)
 
     vectors = reduce(result.vectors)
     chunks = None if embedded.chunks is None else [(reduce(c.vectors), c.spans) for c in embedded.chunks]
@@ -61,10 +45,9 @@ async def embeddings(request: web.Request) -> web.Response:
     return json_response(body, headers=timing_headers(result))
 
 
-@routes.get("/v1/models")
 @routes.get("/models")
 async def models(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY]
+    registry = request.config_dict[REGISTRY]
     models = list(registry)
     return json_response(openai.build_models_response([(m.info.name, 0) for m in models],
                                                       [m.prompts.describe() for m in models]))

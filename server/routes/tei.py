@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from ..config import ServerConfig
-from ..embedding import chunk_floats, embed_texts, embed_token_ids, estimated_chunk_floats
-from ..model import INLINE_TOKENIZE_CHARS, Embeddings, ServedModel
+from ..embedding import CHARS_PER_TOKEN_ESTIMATE, chunk_floats, embed_inputs, estimated_chunk_floats
+from ..errors import ErrorKind, ServerError
+from ..model import Embeddings, ServedModel
 from ..protocols import tei
+from ..response_limit import check_response_bytes
 from ..state import CONFIG, REGISTRY
-from .common import check_response_size, json_of, json_response, parse_body, render
-from .docs import server_version
+from ..vectors import postprocess
+from .common import check_response_size, json_of, json_response, parse_body, render, server_version
 
 routes = web.RouteTableDef()
 
@@ -28,7 +28,7 @@ def _headers(result: Embeddings) -> dict[str, str]:
 
 @routes.post("/embed")
 async def embed(request: web.Request) -> web.Response:
-    config, model = request.app[CONFIG], request.app[REGISTRY].default()  # the body is already read (middleware)
+    config, model = request.config_dict[CONFIG], request.config_dict[REGISTRY].default()  # body read (middleware)
     parsed = await parse_body(request, lambda raw: tei.parse_embed_request(
         json_of(raw, config.max_inputs), max_inputs=config.max_inputs, dimension=model.info.dimension,
         max_input_chars=config.max_input_chars))
@@ -36,21 +36,17 @@ async def embed(request: web.Request) -> web.Response:
     check_response_size(request, parsed.count * width + estimated_chunk_floats(
         parsed.texts, parsed.options, config, model.info.max_seq_length, width))
 
-    def too_long(count: int):
+    def too_long(count: int) -> ServerError:
         return tei.too_long(count, model.info.max_seq_length)
 
-    on_truncated = too_long if parsed.truncate is False else None
-    chunks = None
-    if parsed.texts is not None:
-        embedded = await embed_texts(model, parsed.texts, parsed.options, config, on_truncated=on_truncated)
-        result, chunks = embedded.result, embedded.chunks
-    else:
-        result = await embed_token_ids(model, parsed.token_ids or [], parsed.options, on_truncated=on_truncated)
+    embedded = await embed_inputs(model, parsed.texts, parsed.token_ids, parsed.options, config,
+                                  on_truncated=too_long if parsed.truncate is False else None)
+    result, chunks = embedded.result, embedded.chunks
     check_response_size(request, parsed.count * width + chunk_floats(chunks, width))
 
     def post(array):
-        return tei.postprocess(array, dimensions=parsed.dimensions, normalize=parsed.normalize,
-                               normalized=model.info.normalize)
+        return postprocess(array, dimensions=parsed.dimensions, normalize=parsed.normalize,
+                           model_normalizes=model.info.normalize)
 
     if chunks is not None:
         pairs = [(post(c.vectors), c.spans) for c in chunks]
@@ -61,22 +57,23 @@ async def embed(request: web.Request) -> web.Response:
     return json_response(body, headers=_headers(result))
 
 
-
 @routes.post("/tokenize")
 async def tokenize(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
+    """Bounded like /embed: the response's least size is checked before tokenizing (--max-response-bytes), its
+    size from the tokens before it is built; tokenizing takes the model's path (inline when small)."""
+    config = request.config_dict[CONFIG]
     parsed = await parse_body(request, lambda raw: tei.parse_tokenize_request(
         json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
-    model = request.app[REGISTRY].default()
-
-    def build() -> bytes:
-        return tei.build_tokenize_response([tei.simple_tokens(text, model.tokenizer.tokens(text),
-                                                              parsed.add_special_tokens)
-                                            for text in parsed.texts])
-
-    if sum(map(len, parsed.texts)) <= INLINE_TOKENIZE_CHARS:
-        return json_response(build())
-    return json_response(await asyncio.get_running_loop().run_in_executor(None, build))
+    model = request.config_dict[REGISTRY].default()
+    check_response_bytes(tei.least_tokenize_response_bytes(parsed.texts, model.info.max_seq_length,
+                                                           CHARS_PER_TOKEN_ESTIMATE),
+                         limit=config.max_response_bytes)
+    token_lists = await model.off_loop(lambda: [model.tokenizer.tokens(text) for text in parsed.texts],
+                                       sum(map(len, parsed.texts)))
+    check_response_bytes(tei.tokenize_response_bytes(token_lists), limit=config.max_response_bytes)
+    body = await render(lambda: tei.build_tokenize_response(parsed.texts, token_lists, parsed.add_special_tokens),
+                        sum(map(len, token_lists)))
+    return json_response(body)
 
 
 def _info_fields(model: ServedModel, config: ServerConfig) -> tei.InfoFields:
@@ -89,7 +86,17 @@ def _info_fields(model: ServedModel, config: ServerConfig) -> tei.InfoFields:
         prompts=model.prompts.describe())
 
 
+# TEI routes this server does not serve: 404 in TEI's shape, as from a TEI server without them.
+@routes.route("*", "/embed_all")
+@routes.route("*", "/decode")
+@routes.route("*", "/rerank")
+@routes.route("*", "/predict")
+@routes.route("*", "/similarity")
+async def not_served(request: web.Request) -> web.Response:
+    raise ServerError(ErrorKind.NOT_FOUND, "no such route")
+
+
 @routes.get("/info")
 async def info(request: web.Request) -> web.Response:
-    model = request.app[REGISTRY].default()
-    return json_response(tei.build_info(_info_fields(model, request.app[CONFIG])))
+    model = request.config_dict[REGISTRY].default()
+    return json_response(tei.build_info(_info_fields(model, request.config_dict[CONFIG])))

@@ -31,8 +31,15 @@ RUNTIME = one(load_docs(KSERVE_DIR), "ServingRuntime")["spec"]["containers"][0]
 SERVER_ENV = {config.env_name(flag) for flag, *_ in config._OPTIONS}
 
 
+def _routes(app):
+    for resource in app.router.resources():
+        family = resource.get_info().get("app")  # a sub-application (/v1, /v2): its routes carry the prefix
+        yield from _routes(family) if family is not None else resource
+
+
 def get_routes() -> set[str]:
-    return {r.path for table in server_app.ROUTE_TABLES for r in table if getattr(r, "method", "") in ("GET", "*")}
+    app = server_app.create_app(config.ServerConfig(grpc=False))
+    return {route.resource.canonical for route in _routes(app) if route.method in ("GET", "*")}
 
 
 def literal_env(container: dict) -> dict[str, str]:

@@ -153,6 +153,8 @@ def test_model_control_is_off_by_default_and_readiness_needs_every_start_up_mode
     try:
         response = requests.post(server.url + UNLOAD, timeout=30)
         assert response.status_code == 400 and "not allowed" in response.json()["error"]
+        index = requests.post(server.url + "/v2/repository/index", json={"ready": True}, timeout=30)
+        assert index.status_code == 200 and [row["name"] for row in index.json()] == [MODEL]  # read-only: served
     finally:
         assert server.stop() == 0
     server = start_server(repo, "--model-control", "true")
@@ -202,6 +204,10 @@ def test_responses_are_bounded_in_size(repo):
         assert kserve.status_code == 400 and "--max-response-bytes" in kserve.json()["error"]
         small = requests.post(server.url + "/v1/embeddings", json={"model": MODEL, "input": texts[:2]}, timeout=60)
         assert small.status_code == 200
+        # TEI /tokenize: 64 texts of 256 tokens are about a megabyte of token objects
+        tokenize = requests.post(server.url + "/tokenize", json={"inputs": [LONG] * 64}, timeout=60)
+        assert tokenize.status_code == 422 and "--max-response-bytes" in tokenize.json()["error"]
+        assert requests.post(server.url + "/tokenize", json={"inputs": texts}, timeout=60).status_code == 200
     finally:
         assert server.stop() == 0
 
@@ -287,6 +293,7 @@ def hostile_requests() -> dict[str, tuple[str, bytes, dict[str, str], int]]:
     lists = b'{"model":"%s","input":[' % MODEL.encode() + b",".join([b"[]"] * 5_500_000) + b"]}"
     outputs = json.dumps({"inputs": [{"name": "TEXT", "shape": [64], "datatype": "BYTES", "data": ["x"] * 64}],
                           "outputs": [{"name": "sentence_embedding"}] * 20_000}).encode()
+    numbers = b'{"ready":true,"x":[' + b"1.5," * 2_000_000 + b"1]}"  # within what 2048 inputs may hold
     json_headers = {"Content-Type": "application/json"}
     return {
         "a 1.9M-character text": ("/v1/embeddings", json.dumps({"model": MODEL, "input": "word " * 380_000}).encode(),
@@ -299,6 +306,7 @@ def hostile_requests() -> dict[str, tuple[str, bytes, dict[str, str], int]]:
         "5.5M empty JSON lists in 16 KB of gzip": ("/v1/embeddings", gzip.compress(lists, 9),
                                                    {**json_headers, "Content-Encoding": "gzip"}, 400),
         "20,000 copies of one KServe output": (f"/v2/models/{MODEL}/infer", outputs, json_headers, 400),
+        "2M numbers in a repository index body": ("/v2/repository/index", numbers, json_headers, 400),
     }
 
 

@@ -11,6 +11,9 @@ from server.embedding import ChunkSet, chunk_tensors
 from server.errors import ServerError
 from server.options import Chunking
 from server.protocols import kserve
+from server.config import ServerConfig
+
+MAX_CHARS = ServerConfig().max_input_chars  # the server's default --max-input-chars
 
 
 def request(parameters=None, outputs=None):
@@ -19,7 +22,8 @@ def request(parameters=None, outputs=None):
     requested = [httpclient.InferRequestedOutput(name, binary_data=True) for name in outputs or []]
     body, size = httpclient.InferenceServerClient.generate_request_body([text], outputs=requested or None,
                                                                         parameters=parameters)
-    return kserve.parse_infer_request(body, None if size is None else str(size), model="m", max_inputs=8)
+    return kserve.parse_infer_request(body, None if size is None else str(size), model="m", max_inputs=8,
+                                      max_input_chars=MAX_CHARS)
 
 
 def test_parameters_become_embedding_options():

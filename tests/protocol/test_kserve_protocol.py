@@ -11,6 +11,9 @@ from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 from server.errors import ErrorKind, ServerError
 from server.protocols import kserve
 from server.repository import ModelConfig, conform_inputs, model_config_pb2
+from server.config import ServerConfig
+
+MAX_CHARS = ServerConfig().max_input_chars  # the server's default --max-input-chars
 
 MODEL = "m"
 STRINGS = [b"hello", b"hi", b"", "Grüße ✓ 東京".encode(), b"nul\x00inside", b"x" * 70000]
@@ -36,7 +39,7 @@ def client_body(inputs, outputs=None, **kwargs):
 
 
 def parse(body, header=None, max_inputs=2048):
-    return kserve.parse_infer_request(body, header, model=MODEL, max_inputs=max_inputs)
+    return kserve.parse_infer_request(body, header, model=MODEL, max_inputs=max_inputs, max_input_chars=MAX_CHARS)
 
 
 def parse_json(obj, max_inputs=2048):
@@ -290,3 +293,13 @@ def test_metadata_follows_tritons_batching_rule_from_the_config(max_batch_size, 
         assert entry["shape"] == batch + list(tensor.dims)
     assert [i["shape"] for i in metadata["inputs"]] == [text_shape, ids_shape, ids_shape]
     assert metadata["inputs"][0]["datatype"] == "BYTES" and config.input[0].data_type == model_config_pb2.TYPE_STRING
+
+
+def test_config_json_is_tritons_with_64_bit_integers_as_numbers():
+    config = legacy_config(64)
+    config.parameters["max_seq_length"].string_value = "256"
+    shown = orjson.loads(kserve.model_config(config))
+    assert shown["max_batch_size"] == 64 and shown["input"][1]["dims"] == [-1]
+    assert shown["output"][0] == {**shown["output"][0], "name": "sentence_embedding", "data_type": "TYPE_FP32",
+                                  "dims": [384]}
+    assert shown["parameters"]["max_seq_length"] == {"string_value": "256"}

@@ -8,10 +8,13 @@ import pytest
 
 from server.errors import ErrorKind, ServerError
 from server.protocols import tei
+from server.config import ServerConfig
+
+MAX_CHARS = ServerConfig().max_input_chars  # the server's default --max-input-chars
 
 
 def parse(body, max_inputs=32, dimension=384):
-    return tei.parse_embed_request(body, max_inputs=max_inputs, dimension=dimension)
+    return tei.parse_embed_request(body, max_inputs=max_inputs, dimension=dimension, max_input_chars=MAX_CHARS)
 
 
 def rejected(call, kind=ErrorKind.INVALID_INPUT) -> str:
@@ -64,22 +67,6 @@ def test_left_truncation_prompt_name_and_chunking_are_parsed():
     assert "'chunking' needs a 'mode'" in rejected(lambda: parse({"inputs": "x", "chunking": {"overlap": 8}}))
 
 
-def test_postprocess_normalizes_what_the_model_did_not():
-    raw = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]], dtype=np.float32)
-    assert np.allclose(tei.postprocess(raw, dimensions=None, normalize=True, normalized=False),
-                       [[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
-    assert (tei.postprocess(raw, dimensions=None, normalize=False, normalized=False) == raw).all()
-
-
-def test_postprocess_keeps_in_graph_normalized_vectors_and_renormalizes_after_dimensions():
-    unit = np.array([[0.6, 0.0, 0.8]], dtype=np.float32)
-    assert (tei.postprocess(unit, dimensions=None, normalize=False, normalized=True) == unit).all()
-    reduced = tei.postprocess(unit, dimensions=2, normalize=True, normalized=True)
-    assert reduced.shape == (1, 2) and np.allclose(reduced, [[1.0, 0.0]])
-    raw_reduced = tei.postprocess(unit, dimensions=2, normalize=False, normalized=True)
-    assert np.allclose(raw_reduced, [[0.6, 0.0]]) and raw_reduced.flags.c_contiguous
-
-
 def test_embed_response_is_a_list_of_lists_of_float32_values():
     vectors = np.array([[0.1, 0.2], [0.3, 0.4]], dtype=np.float32)
     parsed = np.array(orjson.loads(tei.build_embed_response(vectors)), dtype=np.float32)
@@ -87,10 +74,10 @@ def test_embed_response_is_a_list_of_lists_of_float32_values():
 
 
 def test_tokenize_request_and_simple_tokens():
-    request = tei.parse_tokenize_request({"inputs": "héllo wörld"}, max_inputs=4)
+    request = tei.parse_tokenize_request({"inputs": "héllo wörld"}, max_inputs=4, max_input_chars=MAX_CHARS)
     assert request.texts == ["héllo wörld"] and request.add_special_tokens is True
     assert tei.parse_tokenize_request({"inputs": ["a", "b"], "add_special_tokens": False},
-                                      max_inputs=4).add_special_tokens is False
+                                      max_inputs=4, max_input_chars=MAX_CHARS).add_special_tokens is False
     tokens = [(101, "[CLS]", 0, 0, True), (1, "hello", 0, 5, False), (2, "##x", 5, 6, False),
               (102, "[SEP]", 0, 0, True)]
     text = "héllox"
@@ -110,7 +97,7 @@ def test_tokenize_request_and_simple_tokens():
     ({"inputs": ["a"] * 5}, "batch size 5 > maximum allowed batch size 4"),
 ])
 def test_invalid_tokenize_requests(body, words):
-    assert words in rejected(lambda: tei.parse_tokenize_request(body, max_inputs=4))
+    assert words in rejected(lambda: tei.parse_tokenize_request(body, max_inputs=4, max_input_chars=MAX_CHARS))
 
 
 def test_info_has_tei_fields():

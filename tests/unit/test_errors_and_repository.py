@@ -2,12 +2,15 @@ import pytest
 
 import grpc
 
-from server.errors import STATUS, ErrorKind, Protocol, grpc_status_name, status_for
+import orjson
+
+from server.errors import (PROTOCOL_ERRORS, ErrorKind, Protocol, ServerError, error_body, grpc_status_name,
+                           status_for)
 from server.repository import RepositoryError, find_model, validate_model_name
 
 
 def test_every_kind_has_a_status_for_every_protocol():
-    assert set(STATUS) == set(ErrorKind)
+    assert set(PROTOCOL_ERRORS) == set(ErrorKind)
     for kind in ErrorKind:
         for protocol in Protocol:
             assert 400 <= status_for(kind, protocol) < 600
@@ -17,6 +20,23 @@ def test_protocol_specific_statuses():
     assert status_for(ErrorKind.OVERLOADED, Protocol.OPENAI) == 429
     assert status_for(ErrorKind.OVERLOADED, Protocol.KSERVE) == 503
     assert status_for(ErrorKind.INVALID_INPUT, Protocol.TEI) == 422
+
+
+def test_each_protocol_builds_its_error_body_from_the_table():
+    error = ServerError(ErrorKind.OVERLOADED, "busy")
+    assert orjson.loads(error_body(error, Protocol.OPENAI)) == {"error": {
+        "message": "busy", "type": "overloaded", "param": None, "code": "rate_limit_exceeded"}}
+    assert orjson.loads(error_body(error, Protocol.KSERVE)) == {"error": "busy"}
+    assert orjson.loads(error_body(error, Protocol.TEI)) == {"error": "busy", "error_type": "Overloaded"}
+    unauthorized = orjson.loads(error_body(ServerError(ErrorKind.UNAUTHORIZED, "key"), Protocol.OPENAI))["error"]
+    assert (unauthorized["type"], unauthorized["code"]) == ("authentication_error", "invalid_api_key")
+
+
+def test_error_kinds_name_no_protocol():
+    """Kind values are neutral: the protocols' type strings live in the table, not in the kinds."""
+    openai_types = {row.openai_type for row in PROTOCOL_ERRORS.values()}
+    assert not {kind.value for kind in ErrorKind} & {"invalid_request_error", "authentication_error",
+                                                    "not_found_error", "internal_error"} & openai_types
 
 
 @pytest.mark.parametrize("kind, code", [

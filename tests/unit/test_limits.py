@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import inspect
 import zlib
 
 import brotli
@@ -13,6 +14,8 @@ from server.config import ServerConfig, binds_loopback_only, parse_config
 from server.decoding import decode
 from server.errors import ErrorKind, ServerError
 from server.protocols import bounded_json, kserve, openai, tei
+
+MAX_CHARS = ServerConfig().max_input_chars  # the server's default --max-input-chars
 
 BODY = orjson.dumps({"input": ["some text"] * 50})
 
@@ -87,12 +90,13 @@ def test_the_largest_legitimate_token_id_body_parses():
 
 def test_one_pre_tokenized_input_is_one_input_however_long():
     ids = list(range(1, 2050))
-    assert openai.parse_embeddings_request({"input": ids}, max_inputs=2048).count == 1
-    assert tei.parse_embed_request({"inputs": ids}, max_inputs=2048, dimension=384).count == 1
+    assert openai.parse_embeddings_request({"input": ids}, max_inputs=2048, max_input_chars=MAX_CHARS).count == 1
+    assert tei.parse_embed_request({"inputs": ids}, max_inputs=2048, dimension=384,
+                                   max_input_chars=MAX_CHARS).count == 1
     with pytest.raises(ServerError):
-        openai.parse_embeddings_request({"input": [[1]] * 2049}, max_inputs=2048)
+        openai.parse_embeddings_request({"input": [[1]] * 2049}, max_inputs=2048, max_input_chars=MAX_CHARS)
     with pytest.raises(ServerError):
-        openai.parse_embeddings_request({"input": [1, "x"]}, max_inputs=2048)
+        openai.parse_embeddings_request({"input": [1, "x"]}, max_inputs=2048, max_input_chars=MAX_CHARS)
 
 
 def test_texts_over_the_character_cap_are_refused():
@@ -110,7 +114,7 @@ def test_binary_bytes_elements_are_counted_before_they_are_copied():
                                        "parameters": {"binary_data_size": 4 * 1_000_000}}]})
     body = header + b"\0\0\0\0" * 1_000_000  # a million empty strings for a shape of 2
     with pytest.raises(ServerError) as info:
-        kserve.parse_infer_request(body, str(len(header)), model="m", max_inputs=2048)
+        kserve.parse_infer_request(body, str(len(header)), model="m", max_inputs=2048, max_input_chars=MAX_CHARS)
     assert "more than the 2 elements" in info.value.message
     long_item = (41).to_bytes(4, "little") + b"y" * 41
     header = orjson.dumps({"inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES",
@@ -124,7 +128,7 @@ def test_binary_bytes_elements_are_counted_before_they_are_copied():
 def test_json_bytes_elements_stop_at_the_shape():
     body = orjson.dumps({"inputs": [{"name": "TEXT", "shape": [2], "datatype": "BYTES", "data": [[]] * 5000}]})
     with pytest.raises(ServerError):
-        kserve.parse_infer_request(body, None, model="m", max_inputs=2048)
+        kserve.parse_infer_request(body, None, model="m", max_inputs=2048, max_input_chars=MAX_CHARS)
 
 
 def test_model_control_needs_a_key_or_loopback():
@@ -142,3 +146,10 @@ def test_bad_limit_values_are_refused(capsys):
         with pytest.raises(SystemExit):
             parse_config(argv, {})
     assert "model-control" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("parse", [openai.parse_embeddings_request, tei.parse_embed_request,
+                                   tei.parse_tokenize_request, kserve.parse_infer_request, kserve.assemble_request])
+def test_the_character_cap_is_passed_from_config_not_defaulted(parse):
+    """--max-input-chars has one default, the config's: no parser carries its own copy."""
+    assert inspect.signature(parse).parameters["max_input_chars"].default is inspect.Parameter.empty

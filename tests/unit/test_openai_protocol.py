@@ -4,17 +4,19 @@ import numpy as np
 import orjson
 import pytest
 
-from server.errors import ErrorKind, ServerError
+from server.errors import ErrorKind, Protocol, ServerError, error_body
 from server.protocols.openai import (
     build_embeddings_response,
-    error_body,
     parse_embeddings_request,
-    reduce_dimensions,
+    check_dimensions,
 )
+from server.config import ServerConfig
+
+MAX_CHARS = ServerConfig().max_input_chars  # the server's default --max-input-chars
 
 
 def parse(body, max_inputs=2048):
-    return parse_embeddings_request(body, max_inputs=max_inputs)
+    return parse_embeddings_request(body, max_inputs=max_inputs, max_input_chars=MAX_CHARS)
 
 
 def test_input_forms():
@@ -26,11 +28,12 @@ def test_input_forms():
     assert (request.model, request.encoding_format, request.dimensions) == ("m", "base64", 8)
 
 
+# Empty and NUL-holding texts are refused for every protocol in server/embedding.py (check_texts).
 @pytest.mark.parametrize("body, param", [
-    ([], None), ({"model": "m"}, "input"), ({"input": ""}, "input"), ({"input": []}, "input"),
-    ({"input": ["ok", ""]}, "input"), ({"input": ["a", 1]}, "input"), ({"input": [[1], []]}, "input"),
+    ([], None), ({"model": "m"}, "input"), ({"input": []}, "input"),
+    ({"input": ["a", 1]}, "input"), ({"input": [[1], []]}, "input"),
     ({"input": [True]}, "input"), ({"input": [[1.5]]}, "input"), ({"input": {"a": 1}}, "input"),
-    ({"input": "a\x00b"}, "input"), ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+    ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
     ({"input": "x", "dimensions": 0}, "dimensions"), ({"input": "x", "dimensions": -3}, "dimensions"),
     ({"input": "x", "dimensions": "8"}, "dimensions"), ({"input": "x", "model": 3}, "model"),
     ({"input": "x", "user": 1}, "user"),
@@ -59,15 +62,14 @@ def test_float_and_base64_responses_carry_the_same_vectors():
         assert as_b64["data"][i]["index"] == i
 
 
-def test_reduce_dimensions_renormalizes_only_normalized_models():
-    vectors = np.array([[3.0, 4.0, 12.0]], dtype=np.float32)
-    np.testing.assert_allclose(reduce_dimensions(vectors, 2, normalize=True), [[0.6, 0.8]], rtol=1e-6)
-    np.testing.assert_allclose(reduce_dimensions(vectors, 2, normalize=False), [[3.0, 4.0]])
-    assert reduce_dimensions(vectors, None, normalize=True) is vectors
-    with pytest.raises(ServerError):
-        reduce_dimensions(vectors, 4, normalize=True)
+def test_dimensions_are_bounded_by_the_chosen_model():
+    check_dimensions(None, 3, "m")
+    check_dimensions(3, 3, "m")
+    with pytest.raises(ServerError) as refused:
+        check_dimensions(4, 3, "m")
+    assert refused.value.param == "dimensions" and "at most 3" in refused.value.message
 
 
 def test_error_body_has_openai_shape():
-    body = orjson.loads(error_body(ServerError(ErrorKind.INVALID_INPUT, "bad", param="input")))
+    body = orjson.loads(error_body(ServerError(ErrorKind.INVALID_INPUT, "bad", param="input"), Protocol.OPENAI))
     assert body == {"error": {"message": "bad", "type": "invalid_request_error", "param": "input", "code": None}}

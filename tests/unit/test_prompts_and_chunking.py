@@ -123,9 +123,9 @@ def test_left_truncation_keeps_prefix_prompt_and_the_end(tokenizer):
 
 def test_weighted_mean():
     vectors = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
-    mean = chunking.weighted_mean(vectors, np.array([3.0, 1.0]), normalize=False)
+    mean = chunking.weighted_mean(vectors, np.array([3.0, 1.0]), model_normalizes=False)
     assert np.allclose(mean, [0.75, 0.25])
-    unit = chunking.weighted_mean(vectors, np.array([3.0, 1.0]), normalize=True)
+    unit = chunking.weighted_mean(vectors, np.array([3.0, 1.0]), model_normalizes=True)
     assert np.allclose(unit, np.array([3.0, 1.0]) / np.sqrt(10))
 
 
