@@ -2,7 +2,7 @@
 
 The servicer is `tritonclient.grpc.service_pb2_grpc`'s (Triton's grpc_service.proto, not a copy). Every RPC but
 ServerLive and ServerReady needs the API key when one is set (metadata `authorization: Bearer <key>`), as
-over HTTP (`server/auth.py`). A `ServerError` ends the call with the gRPC status of its kind (`errors.STATUS`).
+over HTTP (`server/auth.py`). A `ServerError` ends the call with the gRPC status of its kind (`errors.PROTOCOL_ERRORS`).
 Every call is counted in the app's `Lifecycle` beside HTTP's requests, so one drain (`server/serving.py`) waits
 for both. A ModelStreamInfer stream has at most STREAM_MAX_IN_FLIGHT requests running; it reads the next one
 when one of them is answered.
@@ -24,7 +24,7 @@ from .auth import check_bearer
 from .errors import ErrorKind, ServerError, grpc_status_name
 from .model import ServedModel
 from .protocols import kserve, kserve_grpc
-from .routes.docs import server_version
+from .routes.common import server_version
 from .routes.health import is_live, is_ready
 from .state import CONFIG, LIFECYCLE, REGISTRY
 
@@ -190,7 +190,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     @_rpc()
     async def RepositoryIndex(self, request, context):
         _no_repository_name(request.repository_name)
-        return kserve_grpc.repository_index(self.app[REGISTRY].index(), request.ready)
+        return kserve_grpc.repository_index(self.app[REGISTRY].entries(), request.ready)
 
     @_rpc()
     async def RepositoryModelLoad(self, request, context):

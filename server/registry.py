@@ -137,12 +137,6 @@ class ModelRegistry:
                 states.append(ModelState(name, None, False, self._unavailable.get(name, "unloaded")))
         return states
 
-    def index(self) -> list[dict[str, str]]:
-        """`entries` as KServe's repository index rows. The row shape belongs to the KServe protocol modules
-        (protocols/kserve.py, protocols/kserve_grpc.py): kept here only until they build rows from `entries`."""
-        return [{"name": e.name, "version": str(e.version), "state": "READY", "reason": ""} if e.ready
-                else {"name": e.name, "state": "UNAVAILABLE", "reason": e.reason} for e in self.entries()]
-
     async def stop_all(self) -> None:
         """Stop every instance, serving or still draining after a reload, within the shutdown grace."""
         models, self._models = [*self._models.values(), *self._retiring], {}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -27,6 +28,9 @@ from ..repository import (ATTENTION_MASK, CHUNK_OUTPUTS, INPUT_IDS, PLATFORM, TO
                           model_config_pb2)
 from ..repository import OUTPUT_EMBEDDING as OUTPUT
 from ..repository import TEXT_INPUT as TEXT
+
+if TYPE_CHECKING:
+    from ..registry import ModelState
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository", "model_configuration", "parameters"]
@@ -472,12 +476,20 @@ def build_infer_response(*, model: str, version: str, request_id: str | None, ve
     return json_part + b"".join(chunks), len(json_part)
 
 
-def repository_index(rows: list[dict[str, str]], body: Any) -> bytes:
+def index_rows(entries: Iterable[ModelState]) -> list[dict[str, str]]:
+    """The registry's model states as KServe repository index rows (HTTP JSON; gRPC builds its messages from
+    these rows too)."""
+    return [{"name": e.name, "version": str(e.version), "state": "READY", "reason": ""} if e.ready
+            else {"name": e.name, "state": "UNAVAILABLE", "reason": e.reason} for e in entries]
+
+
+def repository_index(entries: Iterable[ModelState], body: Any) -> bytes:
     """`POST /v2/repository/index`: body is empty or {"ready": bool}; ready=true lists only READY models."""
     if body is None:
         body = {}
     if not isinstance(body, dict) or not isinstance(body.get("ready", False), bool):
         raise invalid("the repository index request must be empty or {\"ready\": <bool>}")
+    rows = index_rows(entries)
     if body.get("ready"):
         rows = [row for row in rows if row.get("state") == "READY"]
     return orjson.dumps(rows)

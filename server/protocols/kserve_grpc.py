@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from google.protobuf import json_format
@@ -24,6 +25,9 @@ from ..errors import invalid
 from ..options import DEFAULT, options_from_parameters
 from ..repository import ModelConfig
 from . import kserve
+
+if TYPE_CHECKING:
+    from ..registry import ModelState
 
 _PARAMETER_FIELDS = ("bool_param", "int64_param", "string_param", "double_param", "uint64_param")
 
@@ -85,7 +89,7 @@ def _input_tensors(request, model: str, max_inputs: int) -> dict[str, tuple[dict
 
 
 def parse_infer_request(request: service_pb2.ModelInferRequest, *, max_inputs: int,
-                        max_input_chars: int = 2_000_000) -> kserve.InferRequest:
+                        max_input_chars: int) -> kserve.InferRequest:
     """A ModelInferRequest, checked exactly as an HTTP request is, as the shared request."""
     model = request.model_name
     params = kserve.check_parameters(parameters(request.parameters), "the request")
@@ -160,9 +164,9 @@ def statistics(entries: list[dict]) -> service_pb2.ModelStatisticsResponse:
                                  ignore_unknown_fields=True)
 
 
-def repository_index(rows: list[dict[str, str]], ready_only: bool) -> service_pb2.RepositoryIndexResponse:
+def repository_index(entries: Iterable[ModelState], ready_only: bool) -> service_pb2.RepositoryIndexResponse:
     response = service_pb2.RepositoryIndexResponse()
-    for row in rows:
+    for row in kserve.index_rows(entries):
         if not ready_only or row.get("state") == "READY":
             response.models.add(name=row["name"], version=row.get("version", ""), state=row["state"],
                                 reason=row.get("reason", ""))

@@ -108,7 +108,7 @@ async def repository_index(request: web.Request) -> web.Response:
     'none'; only load and unload are refused when model control is off. It needs the API key like every route
     but health."""
     body = await _optional_json(request)
-    return json_response(kserve.repository_index(request.config_dict[REGISTRY].index(), body))
+    return json_response(kserve.repository_index(request.config_dict[REGISTRY].entries(), body))
 
 
 async def _checked_control_request(request: web.Request) -> str:

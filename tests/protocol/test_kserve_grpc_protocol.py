@@ -12,6 +12,7 @@ from server.embedding import ChunkSet, chunk_tensors
 from server.errors import ErrorKind, ServerError
 from server.options import Chunking
 from server.protocols import kserve, kserve_grpc
+from server.registry import ModelState
 from server.statistics import ModelStatistics
 
 MODEL = "m"
@@ -33,7 +34,7 @@ def text_input(texts, shape=None):
 
 
 def parse(request, max_inputs=2048):
-    return kserve_grpc.parse_infer_request(request, max_inputs=max_inputs)
+    return kserve_grpc.parse_infer_request(request, max_inputs=max_inputs, max_input_chars=2_000_000)
 
 
 def rejected(request, words, kind=ErrorKind.INVALID_INPUT, max_inputs=2048):
@@ -126,7 +127,7 @@ def test_request_parameters_become_the_same_options_as_over_http():
     for key, value in (("prompt_name", "query"), ("truncation_direction", "Left"), ("chunking", "chunks")):
         request.parameters[key].string_param = value
     request.parameters["chunk_overlap"].int64_param = 4
-    parsed = kserve_grpc.parse_infer_request(request, max_inputs=8)
+    parsed = kserve_grpc.parse_infer_request(request, max_inputs=8, max_input_chars=2_000_000)
     assert parsed.options.prompt_name == "query" and parsed.options.truncation_direction == "left"
     assert parsed.options.chunking == Chunking("chunks", 4) and not parsed.outputs_given
     request.parameters["input_type"].string_param = "query"
@@ -147,8 +148,9 @@ def test_statistics_json_becomes_the_grpc_message():
 def test_repository_index_and_load_parameters():
     rows = [{"name": "a", "version": "1", "state": "READY", "reason": ""},
             {"name": "b", "state": "UNAVAILABLE", "reason": "unloaded"}]
-    assert [m.name for m in kserve_grpc.repository_index(rows, False).models] == ["a", "b"]
-    assert [m.name for m in kserve_grpc.repository_index(rows, True).models] == ["a"]
+    entries = [ModelState("a", 1, True, ""), ModelState("b", None, False, "unloaded")]
+    assert [m.name for m in kserve_grpc.repository_index(entries, False).models] == ["a", "b"]
+    assert [m.name for m in kserve_grpc.repository_index(entries, True).models] == ["a"]
     request = service_pb2.RepositoryModelLoadRequest(model_name="a")
     assert kserve_grpc.load_parameters(request) is None
     request.parameters["config"].string_param = "{}"

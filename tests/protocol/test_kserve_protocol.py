@@ -10,6 +10,7 @@ from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
 from server.errors import ErrorKind, ServerError
 from server.protocols import kserve
+from server.registry import ModelState
 from server.repository import ModelConfig, conform_inputs, model_config_pb2
 from server.config import ServerConfig
 
@@ -267,9 +268,10 @@ def test_metadata_and_repository_index_shapes():
     assert metadata["outputs"] == [{"name": "sentence_embedding", "datatype": "FP32", "shape": [-1, 384]}]
     rows = [{"name": "a", "version": "1", "state": "READY", "reason": ""},
             {"name": "b", "state": "UNAVAILABLE", "reason": "unloaded"}]
-    assert orjson.loads(kserve.repository_index(rows, None)) == rows
-    assert orjson.loads(kserve.repository_index(rows, {"ready": True})) == rows[:1]
-    rejected(lambda: kserve.repository_index(rows, {"ready": "yes"}))
+    entries = [ModelState("a", 1, True, ""), ModelState("b", None, False, "unloaded")]
+    assert orjson.loads(kserve.repository_index(entries, None)) == rows
+    assert orjson.loads(kserve.repository_index(entries, {"ready": True})) == rows[:1]
+    rejected(lambda: kserve.repository_index(entries, {"ready": "yes"}))
 
 
 def legacy_config(max_batch_size):
