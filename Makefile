@@ -116,7 +116,8 @@ $(MODELS)/$(MPNET)/config.pbtxt: | $(SERVE_STAMP)
 
 mpnet: $(MODELS)/$(MPNET)/config.pbtxt
 
-# perf_analyzer (HTTP, STS-B dev sentences, c=1/8/64) against this server and Triton via PyTriton (own venv).
+# perf_analyzer (HTTP and gRPC, STS-B dev sentences, c=1/8/64) against this server and Triton via PyTriton
+# (own venv).
 # The binary: `make perf-analyzer`, or PERF_ANALYZER=/path/to/perf_analyzer.
 PERF_ANALYZER ?=
 bench-perf: export $(BENCH_STAMP)

@@ -58,6 +58,7 @@ class ServerConfig:
     max_response_bytes: int = 64 * 1024 * 1024
     body_timeout_s: float = 30.0
     max_connections: int = 1024
+    grpc_stream_in_flight: int = 64
 
     def __post_init__(self) -> None:
         if self.device not in ("config", "cpu", "gpu"):
@@ -81,6 +82,8 @@ class ServerConfig:
     def _check_limits(self) -> None:
         if self.max_input_chars < 1 or self.max_response_bytes < 1024:
             raise ValueError("max_input_chars must be >= 1 and max_response_bytes >= 1024")
+        if self.grpc_stream_in_flight < 1:
+            raise ValueError("grpc_stream_in_flight must be >= 1")
         if self.body_timeout_s <= 0 or self.max_connections < 1 or self.shutdown_grace_s < 0:
             raise ValueError("body_timeout_s must be > 0, max_connections >= 1 and shutdown_grace_s >= 0")
         if self.model_control and not self.api_key and not binds_loopback_only(self.host):
@@ -209,6 +212,9 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
     ("--max-connections", int, 1024,
      "Most open client connections; beyond it a new connection gets 503 with Retry-After and is closed. "
      "The open-files limit is raised to its hard limit at start."),
+    ("--grpc-stream-in-flight", int, 64,
+     "Most requests of one gRPC ModelStreamInfer stream running at once; the stream is read on as they "
+     "finish (backpressure, no error)."),
 ]
 
 

@@ -4,7 +4,7 @@ The servicer is `tritonclient.grpc.service_pb2_grpc`'s (Triton's grpc_service.pr
 ServerLive and ServerReady needs the API key when one is set (metadata `authorization: Bearer <key>`), as
 over HTTP (`server/auth.py`). A `ServerError` ends the call with the gRPC status of its kind (`errors.PROTOCOL_ERRORS`).
 Every call is counted in the app's `Lifecycle` beside HTTP's requests, so one drain (`server/serving.py`) waits
-for both. A ModelStreamInfer stream has at most STREAM_MAX_IN_FLIGHT requests running; it reads the next one
+for both. A ModelStreamInfer stream has at most `--grpc-stream-in-flight` requests running; it reads the next one
 when one of them is answered.
 """
 
@@ -31,7 +31,6 @@ from .state import CONFIG, LIFECYCLE, REGISTRY
 log = logging.getLogger(__name__)
 
 # Requests of one ModelStreamInfer stream running at once; the stream is read on as they are answered.
-STREAM_MAX_IN_FLIGHT = 64
 
 
 def grpc_code(error: ServerError) -> grpc.StatusCode:
@@ -144,14 +143,14 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(self, request_iterator, context):
         """Each request on the stream is answered as soon as it is done (requests share batches); a failed
         request gets a response with `error_message` and its id, and the stream goes on. At most
-        STREAM_MAX_IN_FLIGHT requests run at once: the next is read when one is answered. A client that goes
+        `--grpc-stream-in-flight` requests run at once: the next is read when one is answered. A client that goes
         away cancels what it still had running."""
         try:
             self.authenticate(context)
         except ServerError as exc:
             await context.abort(grpc_code(exc), exc.message)
         writing = asyncio.Lock()
-        slots = asyncio.Semaphore(STREAM_MAX_IN_FLIGHT)
+        slots = asyncio.Semaphore(self.app[CONFIG].grpc_stream_in_flight)
         tasks: set[asyncio.Task] = set()
 
         async def answer(request: service_pb2.ModelInferRequest) -> None:

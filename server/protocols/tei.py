@@ -22,6 +22,7 @@ import orjson
 
 from ..errors import ServerError, invalid
 from ..options import DEFAULT, EmbeddingOptions, options_from_body
+from ..repository import FP16, FP32, INT8
 from .values import check_text_lengths, is_int
 
 
@@ -161,7 +162,7 @@ def build_tokenize_response(texts: list[str], token_lists: list[list[tuple[int, 
                          for text, tokens in zip(texts, token_lists)])
 
 
-_DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
+_DTYPES = {FP32: "float32", FP16: "float16", INT8: "int8"}
 
 
 @dataclass(frozen=True)

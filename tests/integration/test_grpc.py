@@ -332,30 +332,35 @@ def test_model_control_off_refuses_load_and_unload_and_grpc_can_be_off(tmp_path,
 async def test_sigterm_drains_grpc_calls_in_flight(tmp_path, minilm_repository, st_minilm):
     link_model(minilm_repository, tmp_path, MODEL)
     server = start_server(tmp_path)
-    expected = st_minilm.encode([LONG], convert_to_numpy=True)
-    async with grpcaio.InferenceServerClient(grpc_url(server)) as client:
-        channel = grpc.aio.insecure_channel(grpc_url(server))
-        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
-        assert (await watch.read()).status == SERVING
-        calls = [asyncio.create_task(client.infer(MODEL, [text_input([LONG] * 16)])) for _ in range(6)]
-        deadline = asyncio.get_running_loop().time() + 60
-        while await pending(server.url) < 2:
-            assert asyncio.get_running_loop().time() < deadline, "the calls never reached the queue"
-            await asyncio.sleep(0.05)
-        server.process.send_signal(signal.SIGTERM)
-        # one drain for both protocols: with only gRPC calls in flight, HTTP's listener stays open (readiness 503)
-        ready = f"{server.url}/v2/health/ready"
-        while (status := await asyncio.to_thread(http_status, ready)) == 200:
-            assert asyncio.get_running_loop().time() < deadline, "SIGTERM never turned readiness 503"
-            await asyncio.sleep(0.02)
-        assert status == 503 and not all(call.done() for call in calls)
-        assert (await asyncio.wait_for(watch.read(), 30)).status == NOT_SERVING
-        results = await asyncio.wait_for(asyncio.gather(*calls), 120)
-        await channel.close()
-    for result in results:
-        assert cosines(result.as_numpy(OUTPUT), np.repeat(expected, 16, axis=0)).min() >= 0.9999
-    assert server.process.wait(60) == 0
-    assert "cutting them" not in server.log()
+    try:
+        expected = st_minilm.encode([LONG], convert_to_numpy=True)
+        async with grpcaio.InferenceServerClient(grpc_url(server)) as client:
+            channel = grpc.aio.insecure_channel(grpc_url(server))
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            assert (await watch.read()).status == SERVING
+            calls = [asyncio.create_task(client.infer(MODEL, [text_input([LONG] * 16)])) for _ in range(6)]
+            deadline = asyncio.get_running_loop().time() + 60
+            while await pending(server.url) < 2:
+                assert asyncio.get_running_loop().time() < deadline, "the calls never reached the queue"
+                await asyncio.sleep(0.05)
+            server.process.send_signal(signal.SIGTERM)
+            # one drain for both protocols: with only gRPC calls in flight, HTTP's listener stays open
+            # (readiness 503)
+            ready = f"{server.url}/v2/health/ready"
+            while (status := await asyncio.to_thread(http_status, ready)) == 200:
+                assert asyncio.get_running_loop().time() < deadline, "SIGTERM never turned readiness 503"
+                await asyncio.sleep(0.02)
+            assert status == 503 and not all(call.done() for call in calls)
+            assert (await asyncio.wait_for(watch.read(), 30)).status == NOT_SERVING
+            results = await asyncio.wait_for(asyncio.gather(*calls), 120)
+            await channel.close()
+        for result in results:
+            assert cosines(result.as_numpy(OUTPUT), np.repeat(expected, 16, axis=0)).min() >= 0.9999
+        assert server.process.wait(60) == 0
+        assert "cutting them" not in server.log()
+    finally:
+        if server.process.poll() is None:  # an assertion failed before the drain ended
+            server.stop(signal.SIGKILL)
 
 
 async def test_a_client_that_leaves_a_stream_mid_flight_costs_the_server_nothing(minilm_server):

@@ -9,9 +9,10 @@ from aiohttp import web
 from tritonclient.grpc import service_pb2
 
 from server.config import ServerConfig
-from server.grpc_service import STREAM_MAX_IN_FLIGHT, InferenceService
+from server.grpc_service import InferenceService
 from server.state import CONFIG, LIFECYCLE, Lifecycle
 
+STREAM_MAX_IN_FLIGHT = 5  # --grpc-stream-in-flight
 SENT = 3 * STREAM_MAX_IN_FLIGHT
 
 
@@ -35,7 +36,7 @@ async def _no_change() -> None:
 
 async def test_a_stream_runs_a_bounded_number_of_requests_and_answers_every_one():
     app = web.Application()
-    app[CONFIG] = ServerConfig()
+    app[CONFIG] = ServerConfig(grpc_stream_in_flight=STREAM_MAX_IN_FLIGHT)
     app[LIFECYCLE] = lifecycle = Lifecycle()
     service = InferenceService(app, _no_change)
     release, full = asyncio.Event(), asyncio.Event()
