@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from benchmarks import own_venv
 
 VENV = Path(__file__).resolve().parent / ".venv-infinity"
 # Its latest release; its resolver picks optimum 2.x, whose ORTOptimizer no longer takes the arguments
@@ -20,7 +21,6 @@ VENV = Path(__file__).resolve().parent / ".venv-infinity"
 # applies its own graph optimizations). Pinning optimum 1.x instead needs transformers < 4.49, pyarrow for
 # numpy 1 and a torch older than 2.9 (CUDA wheels, gigabytes): not worth it for a peer.
 PACKAGES = ("infinity-emb[server,optimum,torch]==0.0.78",)
-INSTALL_TIMEOUT_S = 1800
 EXPORT_TIMEOUT_S = 600
 
 
@@ -52,26 +52,17 @@ def executable() -> Path:
 
 def version() -> str:
     python = VENV / "bin" / "python"
-    result = _run([str(python), "-c", "import importlib.metadata as m; print(m.version('infinity-emb'))"], 60)
+    code = "import importlib.metadata as m; print(m.version('infinity-emb'))"
+    result = own_venv.run([str(python), "-c", code], 60)
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
 def _imports(python: Path) -> bool:
-    return python.exists() and _run([str(python), "-c", "import infinity_emb"], 120).returncode == 0
+    return python.exists() and own_venv.run([str(python), "-c", "import infinity_emb"], 120).returncode == 0
 
 
 def _install() -> None:
-    print(
-        f"[infinity] creating {VENV} and installing {' '.join(PACKAGES)} (once; may take minutes)", flush=True
-    )
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(VENV)],
-        [str(VENV / "bin" / "pip"), "install", "--quiet", *PACKAGES],
-    ]
-    for step in steps:
-        result = _run(step, INSTALL_TIMEOUT_S)
-        if result.returncode != 0:
-            raise InfinityUnavailable(f"{' '.join(step)} failed: {result.stderr.strip()[-800:]}")
+    own_venv.install(VENV, PACKAGES, "infinity", InfinityUnavailable)
 
 
 def model_dir(source: Path, name: str) -> Path:
@@ -96,7 +87,7 @@ def model_dir(source: Path, name: str) -> Path:
         "transformers",
         str(staging / "onnx"),
     ]
-    result = _run(command, EXPORT_TIMEOUT_S, env={**os.environ, **environment()})
+    result = own_venv.run(command, EXPORT_TIMEOUT_S, env={**os.environ, **environment()})
     if result.returncode != 0 or not (staging / "onnx" / "model.onnx").is_file():
         raise InfinityUnavailable(f"ONNX export for Infinity failed: {result.stderr.strip()[-800:]}")
     (staging / "onnx" / "model.onnx").rename(staging / "model.onnx")
@@ -104,10 +95,3 @@ def model_dir(source: Path, name: str) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
-
-
-def _run(command: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return subprocess.CompletedProcess(command, 1, "", str(exc))

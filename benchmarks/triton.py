@@ -10,13 +10,12 @@ LD_LIBRARY_PATH leading with the venv interpreter's own lib folder.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from benchmarks import own_venv
 
 VENV = Path(__file__).resolve().parent / ".venv-pytriton"
 PACKAGES = ("nvidia-pytriton==0.7.0", "onnxruntime==1.31.1", "tokenizers>=0.20", "numpy>=1.26")
-INSTALL_TIMEOUT_S = 1800
 APP = "benchmarks.apps.pytriton_app"
 
 
@@ -37,13 +36,14 @@ def python() -> Path:
 def version() -> str:
     interpreter = VENV / "bin" / "python"
     code = "import importlib.metadata as m; print(m.version('nvidia-pytriton'))"
-    result = _run([str(interpreter), "-c", code], 60)
+    result = own_venv.run([str(interpreter), "-c", code], 60)
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
 def environment(interpreter: Path) -> dict[str, str]:
     """Offline, with the venv interpreter's own libpython first on the library path."""
-    result = _run([str(interpreter), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"], 60)
+    code = "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"
+    result = own_venv.run([str(interpreter), "-c", code], 60)
     if result.returncode != 0 or not result.stdout.strip():
         reason = result.stderr.strip()[-400:]
         raise TritonUnavailable(f"cannot find the lib folder of {interpreter}: {reason}")
@@ -54,24 +54,8 @@ def environment(interpreter: Path) -> dict[str, str]:
 def _imports(interpreter: Path) -> bool:
     if not interpreter.exists():
         return False
-    return _run([str(interpreter), "-c", "import pytriton.triton"], 120).returncode == 0
+    return own_venv.run([str(interpreter), "-c", "import pytriton.triton"], 120).returncode == 0
 
 
 def _install() -> None:
-    packages = " ".join(PACKAGES)
-    print(f"[triton] creating {VENV} and installing {packages} (once; may take minutes)", flush=True)
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(VENV)],
-        [str(VENV / "bin" / "pip"), "install", "--quiet", *PACKAGES],
-    ]
-    for step in steps:
-        result = _run(step, INSTALL_TIMEOUT_S)
-        if result.returncode != 0:
-            raise TritonUnavailable(f"{' '.join(step)} failed: {result.stderr.strip()[-800:]}")
-
-
-def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return subprocess.CompletedProcess(command, 1, "", str(exc))
+    own_venv.install(VENV, PACKAGES, "triton", TritonUnavailable)
