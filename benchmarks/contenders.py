@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks import infinity, triton
 from benchmarks.corpus import REPO_ROOT
-from benchmarks.onnx_model import ModelFiles
+from benchmarks.onnx_model import ModelFiles, locate
 from server.repository import CONFIG_FILE
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -58,6 +58,10 @@ class Setup:
     server_args: tuple[str, ...] = ()  # appended to every `python -m server` command
 
 
+# The minimal ORT-in-handler server on the second model: the floor for its lone request.
+SECOND_MINIMAL = "ort-minimal-mpnet"
+
+
 def _app(module: str, *args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", f"benchmarks.apps.{module}", *args, "--port", "{port}")
 
@@ -68,7 +72,9 @@ def _article(name: str, module: str, description: str, setup: Setup) -> Contende
     )
 
 
-def _ort_app(setup: Setup, files: ModelFiles, module: str = "ort_async") -> Contender:
+def _ort_app(setup: Setup, files: ModelFiles, module: str = "ort_async", model: str | None = None) -> Contender:
+    """An ONNX app on `files`: `ort_minimal` (the floor for a lone request) or `ort_async`; on the main model
+    unless `model` names another one (the second model's floor is `ort-minimal-<model's short name>`)."""
     command = _app(
         module,
         "--model",
@@ -80,12 +86,12 @@ def _ort_app(setup: Setup, files: ModelFiles, module: str = "ort_async") -> Cont
     )
     if module == "ort_minimal":
         return Contender(
-            "ort-minimal",
+            "ort-minimal" if model is None else SECOND_MINIMAL,
             "minimal aiohttp server: ORT (server's session options, 1 thread x every CPU) in the handler, "
-            "no batching (the c=1 floor)",
+            f"no batching (the c=1 floor){'' if model is None else f', on {model}'}",
             "onnx",
             command,
-            setup.model,
+            model or setup.model,
             env=OFFLINE,
         )
     return Contender(
@@ -253,9 +259,17 @@ def catalogue(setup: Setup, files: ModelFiles) -> dict[str, Callable[[], Contend
         ),
         "ours-mpnet": lambda: _ours("ours-mpnet", setup.second_model, setup),
         "ort-minimal": lambda: _ort_app(setup, files, "ort_minimal"),
+        SECOND_MINIMAL: lambda: _ort_app(setup, _second_files(setup), "ort_minimal", setup.second_model),
         "infinity": lambda: _infinity(setup),
         "triton": lambda: _triton(setup, files),
     }
+
+
+def _second_files(setup: Setup) -> ModelFiles:
+    try:
+        return locate(setup.repository, setup.second_model)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ContenderUnavailable(f"{exc} (export it with `make mpnet`)") from exc
 
 
 def free_port() -> int:

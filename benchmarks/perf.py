@@ -8,19 +8,23 @@ concurrency):
 
 Each server is started alone on a repository holding only the model (the benchmark's contenders `ours` and
 `triton`), its RSS and CPU sampled over each point; at each concurrency the protocols run one after the other
-on the same server. Prints texts/s, p50/p99 per point, issue 15's ratios (ours vs Triton, HTTP) and issue 17's
-(our gRPC vs our HTTP), and writes `perf_analyzer_<model>.{json,md}` to the results folder.
+on the same server, in `--rounds` rounds whose order alternates (HTTP, gRPC, then gRPC, HTTP, ...), so that a
+machine whose speed drifts during the run weighs on both alike; a point is the median of its rounds, and
+every round is kept in the results. Prints texts/s, p50/p99 per point, issue 15's ratios (ours vs Triton,
+HTTP) and issue 17's (our gRPC vs our HTTP), and writes `perf_analyzer_<model>.{json,md}` to the results folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,6 +74,30 @@ class PerfPoint:
     cpu_percent: float
     error: str = ""
     protocol: str = "http"
+    rounds: tuple[tuple[float, float], ...] = ()  # (texts/s, p50 ms) of every round when there were several
+
+
+def median_round(measured: Sequence[PerfPoint]) -> PerfPoint:
+    """One point for the rounds of one protocol at one concurrency: the median of the good rounds' texts/s, p50,
+    p99 and CPU each (the mean of the two middle values when their number is even), the peak RSS of all; a failed
+    round is not a measurement, and when every round failed the point is the last failure."""
+    good = [p for p in measured if not p.error and not math.isnan(p.texts_per_s)]
+    if not good:
+        return measured[-1]
+    return dataclasses.replace(
+        good[0],
+        texts_per_s=statistics.median(p.texts_per_s for p in good),
+        p50_ms=statistics.median(p.p50_ms for p in good),
+        p99_ms=statistics.median(p.p99_ms for p in good),
+        cpu_percent=statistics.median(p.cpu_percent for p in good),
+        rss_mb=max(p.rss_mb for p in measured if not math.isnan(p.rss_mb)),
+        rounds=tuple((p.texts_per_s, p.p50_ms) for p in good) if len(measured) > 1 else (),
+    )
+
+
+def round_orders(protocols: Sequence[str], rounds: int) -> list[tuple[str, ...]]:
+    """The protocols' order in each round: as given, then reversed, alternating."""
+    return [tuple(protocols) if index % 2 == 0 else tuple(reversed(protocols)) for index in range(rounds)]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -87,6 +115,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--measurement-interval", type=int, default=5000, help="perf_analyzer's window, ms (its default)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="measurements per point, protocols alternating in order; the point is their median",
+    )
     parser.add_argument("--pa-args", default="", help="further perf_analyzer arguments (shell-quoted)")
     parser.add_argument("--tsv", type=Path, default=DEFAULT_TSV, help="STS-B file: its sentences are input")
     parser.add_argument("--triton-intra-op", type=int, default=None, help="ORT intra-op threads in Triton")
@@ -94,6 +126,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     args.servers = [s for s in args.servers.split(",") if s]
     unknown = set(args.servers) - set(SERVERS)
     if unknown:
@@ -196,26 +230,38 @@ def run_perf_analyzer(argv: list[str], interval_ms: int) -> subprocess.Completed
 
 
 def run_server(contender: Contender, client: Client, concurrencies: Sequence[int], log_dir: Path,
-               protocols: Sequence[str] = ("http",)) -> dict:
-    """Every concurrency, and at each the protocols one after the other on the same server."""
+               protocols: Sequence[str] = ("http",), rounds: int = 1) -> dict:
+    """Every concurrency, and at each the protocols on the same server, `rounds` times in alternating order;
+    a point is its protocol's median round."""
     entry = {"description": contender.description, "points": []}
     with started(contender, log_dir) as running:
         for concurrency in concurrencies:
+            measured: dict[str, list[PerfPoint]] = {protocol: [] for protocol in protocols}
+            for order in round_orders(protocols, rounds):
+                for protocol in order:
+                    found = _measure_or_fail(running, client, concurrency, protocol)
+                    _show(contender.name, found)
+                    measured[protocol].append(found)
             for protocol in protocols:
-                try:
-                    found = measure_point(running, client, concurrency, protocol)
-                except ValueError as exc:
-                    found = PerfPoint(concurrency, math.nan, math.nan, math.nan, math.nan, math.nan, str(exc),
-                                      protocol)
-                shown = contender.name if protocol == "http" else f"{contender.name} {protocol}"
-                print(
-                    f"  [{shown}] c={concurrency}: {found.texts_per_s:.1f} texts/s, "
-                    f"p50 {found.p50_ms:.1f} ms, p99 {found.p99_ms:.1f} ms, RSS {found.rss_mb:.0f} MB "
-                    f"{found.error}",
-                    flush=True,
-                )
-                entry["points"].append(found.__dict__)
+                point_found = median_round(measured[protocol])
+                if rounds > 1:
+                    _show(contender.name, point_found, "median of rounds")
+                entry["points"].append(dataclasses.asdict(point_found))
     return entry
+
+
+def _measure_or_fail(running, client: Client, concurrency: int, protocol: str) -> PerfPoint:
+    try:
+        return measure_point(running, client, concurrency, protocol)
+    except ValueError as exc:
+        return PerfPoint(concurrency, math.nan, math.nan, math.nan, math.nan, math.nan, str(exc), protocol)
+
+
+def _show(name: str, found: PerfPoint, what: str = "") -> None:
+    shown = name if found.protocol == "http" else f"{name} {found.protocol}"
+    print(f"  [{shown}] c={found.concurrency}{f' ({what})' if what else ''}: {found.texts_per_s:.1f} texts/s, "
+          f"p50 {found.p50_ms:.1f} ms, p99 {found.p99_ms:.1f} ms, RSS {found.rss_mb:.0f} MB {found.error}",
+          flush=True)
 
 
 def point(results: dict, server: str, concurrency: int, protocol: str = "http") -> dict:
@@ -268,11 +314,18 @@ def grpc_targets(results: dict) -> list[Target]:
     return targets
 
 
+def _rounds_cell(found: dict) -> str:
+    """Every round's texts/s in the order measured, or '-' for a single measurement."""
+    return " / ".join(f"{texts:.1f}" for texts, _ in found.get("rounds") or ()) or "-"
+
+
 def markdown(results: dict, targets: Sequence[Target]) -> str:
-    columns = ("server", "load", "texts/s", "p50 ms", "p99 ms", "RSS MB", "server CPU %", "error")
+    columns = ("server", "load", "texts/s", "p50 ms", "p99 ms", "RSS MB", "server CPU %", "rounds: texts/s",
+               "error")
     rows = [
         [name if p.get("protocol", "http") == "http" else f"{name} ({p['protocol']})", f"c={p['concurrency']}",
-         p["texts_per_s"], p["p50_ms"], p["p99_ms"], p["rss_mb"], p["cpu_percent"], p["error"] or "-"]
+         p["texts_per_s"], p["p50_ms"], p["p99_ms"], p["rss_mb"], p["cpu_percent"], _rounds_cell(p),
+         p["error"] or "-"]
         for name, entry in results["servers"].items()
         for p in entry.get("points", [])
     ]  # fmt: skip
@@ -285,6 +338,9 @@ def markdown(results: dict, targets: Sequence[Target]) -> str:
         (f"Run {results['started']} with `{results['command']}` ({results['elapsed_s']:.0f} s), model "
          f"{results['model']}, {results['sentences']} STS-B dev sentences as input data, one per request."),
         f"Command per point: `{results['perf_analyzer_command']}`",
+        (f"Each point is the median of {results.get('rounds', 1)} round(s); at each concurrency the protocols "
+         "alternate in order from round to round (HTTP, gRPC, then gRPC, HTTP), and every round's texts/s is "
+         "listed."),
         report.table(columns, rows),
         report.bullets(described),
         "## Targets",
@@ -311,7 +367,7 @@ def run_servers(args: argparse.Namespace, client: Client, work: Path) -> dict:
         print(f"[{name}] starting", flush=True)
         try:
             servers[name] = run_server(factories[name](), client, args.concurrency, args.out / "logs",
-                                       args.protocols)
+                                       args.protocols, args.rounds)
         except ContenderUnavailable as exc:
             reason = " ".join(str(exc).split())[-600:]
             print(f"[{name}] SKIPPED: {reason}", flush=True)
@@ -338,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "perf_analyzer": binary,
         "perf_analyzer_command": shlex.join(shown),
         "protocols": args.protocols,
+        "rounds": args.rounds,
     }
     with tempfile.TemporaryDirectory(prefix="perf-") as work_dir:
         data = input_data(sentences, Path(work_dir) / "texts.json")

@@ -70,7 +70,27 @@ def evaluate(run: dict) -> list[Target]:
     return [
         *_default_layout(run, saturated),
         *_tuned_and_peers(run, saturated),
+        *_window_bounds(run.get("ceiling") or {}, "", saturated, throughput(run, "ours", saturated)),
         *_second_model(run, saturated),
+    ]
+
+
+def _window_bounds(ceiling: dict, prefix: str, saturated: int, ours: float | None) -> list[Target]:
+    """Reported beside the ceiling targets: what the ceiling reaches when it may only batch within arrival windows
+    of as many requests as a server holds at c=`saturated` (the most any server can do with that many clients),
+    as a share of the best ceiling (the highest ratio those targets can show), and ours against it."""
+    window = ceiling.get("window")
+    if not window:
+        return []
+    layout = ceiling.get("layout", "server's layout")
+    held = _best_in_layout({"best_by_layout": ceiling.get("window_by_layout")}, layout)
+    return [
+        Target(f"{prefix}c={saturated}: windows-of-{window} ceiling / best ceiling, same layout ({layout})",
+               ratio(held, _best_in_layout(ceiling, layout)), INFO),
+        Target(f"{prefix}c={saturated}: windows-of-{window} ceiling / best ceiling, any layout",
+               ratio(ceiling.get("window_texts_per_s"), _best(ceiling)), INFO),
+        Target(f"{prefix}c={saturated}: ours / windows-of-{window} ceiling, same layout ({layout})",
+               ratio(ours, held), INFO),
     ]
 
 
@@ -153,6 +173,22 @@ def _second_model(run: dict, saturated: int) -> list[Target]:
             f"{name} c=1: ours p50 - single-text ceiling p50 ({ceiling.get('layout', 'server layout')})",
             _difference(_p50(run, "ours-mpnet", 1), single),
             0.5,
+            True,
+            "ms",
+        ),
+        *_window_bounds(ceiling, f"{name} ", saturated, throughput(run, "ours-mpnet", saturated)),
+        # What any HTTP server pays above the offline run through this client: the floor of the target above.
+        Target(
+            f"{name} c=1: minimal ORT-in-handler server p50 - single-text ceiling p50",
+            _difference(_p50(run, "ort-minimal-mpnet", 1), single),
+            INFO,
+            True,
+            "ms",
+        ),
+        Target(
+            f"{name} c=1: ours p50 - minimal ORT-in-handler server p50 (ort-minimal-mpnet)",
+            _difference(_p50(run, "ours-mpnet", 1), _p50(run, "ort-minimal-mpnet", 1)),
+            INFO,
             True,
             "ms",
         ),

@@ -59,8 +59,9 @@ async def embed(request: web.Request) -> web.Response:
 
 @routes.post("/tokenize")
 async def tokenize(request: web.Request) -> web.Response:
-    """Bounded like /embed: the response's least size is checked before tokenizing (--max-response-bytes), its
-    size from the tokens before it is built; tokenizing takes the model's path (inline when small)."""
+    """Bounded like /embed: admitted against the model's token budget (--max-queue-tokens) before tokenizing,
+    the response's least size checked before tokenizing (--max-response-bytes) and its size from the tokens before
+    it is built; tokenizing takes the model's path (inline when small)."""
     config = request.config_dict[CONFIG]
     parsed = await parse_body(request, lambda raw: tei.parse_tokenize_request(
         json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
@@ -68,8 +69,8 @@ async def tokenize(request: web.Request) -> web.Response:
     check_response_bytes(tei.least_tokenize_response_bytes(parsed.texts, model.info.max_seq_length,
                                                            CHARS_PER_TOKEN_ESTIMATE),
                          limit=config.max_response_bytes)
-    token_lists = await model.off_loop(lambda: [model.tokenizer.tokens(text) for text in parsed.texts],
-                                       sum(map(len, parsed.texts)))
+    token_lists = await model.tokenize_admitted(parsed.texts,
+                                                lambda tokenizer: [tokenizer.tokens(text) for text in parsed.texts])
     check_response_bytes(tei.tokenize_response_bytes(token_lists), limit=config.max_response_bytes)
     body = await render(lambda: tei.build_tokenize_response(parsed.texts, token_lists, parsed.add_special_tokens),
                         sum(map(len, token_lists)))

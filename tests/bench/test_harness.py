@@ -97,11 +97,16 @@ def _run():
             "layout": "1 thread(s) x 2 intra-op",
             "best_by_layout": {"1 thread(s) x 2 intra-op": 290.0, "2 thread(s) x 1 intra-op": 300.0},
             "single_latency": {"p50_ms": 3.5},
+            "window": 64,
+            "window_texts_per_s": 270.0,
+            "window_by_layout": {"1 thread(s) x 2 intra-op": 260.0, "2 thread(s) x 1 intra-op": 270.0},
         },
         "second_model": {
             "model": "all-mpnet-base-v2",
             "corpus": {"texts": 500, "mean_tokens": 41.0, "truncated": 0},
-            "ceiling": {"best_texts_per_s": 50.0, "single_latency": {"p50_ms": 20.0}},
+            "ceiling": {"best_texts_per_s": 50.0, "single_latency": {"p50_ms": 20.0}, "window": 64,
+                        "layout": "1 thread(s) x 2 intra-op", "best_by_layout": {"1 thread(s) x 2 intra-op": 48.0},
+                        "window_texts_per_s": 40.0, "window_by_layout": {"1 thread(s) x 2 intra-op": 40.0}},
         },
         "contenders": {
             "st-async": {"group": "article", "points": [_point(64, 50.0)], "peak_rss_mb": 600.0},
@@ -121,6 +126,7 @@ def _run():
                 "points": [_point(1, 45.0, p50_ms=20.6), _point(64, 46.0)],
                 "peak_rss_mb": 700.0,
             },
+            "ort-minimal-mpnet": {"group": "onnx", "points": [_point(1, 47.0, p50_ms=20.9)], "peak_rss_mb": 650.0},
         },
     }
 
@@ -143,8 +149,16 @@ def test_targets_compute_ratios_and_verdicts():
     assert by_name["probe p99 while ours is saturated"].verdict == "MISS"
     assert by_name["ours / process-pool design"].value == pytest.approx(0.3)
     mpnet = {t.name: t for t in evaluated if t.name.startswith("all-mpnet-base-v2")}
-    assert [t.value for t in mpnet.values()] == [pytest.approx(46 / 50), pytest.approx(0.6)]
-    assert [t.verdict for t in mpnet.values()] == ["PASS", "MISS"]
+    assert [t.value for t in mpnet.values()] == [
+        pytest.approx(46 / 50), pytest.approx(0.6), pytest.approx(40 / 48), pytest.approx(40 / 50),
+        pytest.approx(46 / 40), pytest.approx(0.9), pytest.approx(-0.3)]
+    assert [t.verdict for t in mpnet.values()] == ["PASS", "MISS", "info", "info", "info", "info", "info"], \
+        "the window bounds and the minimal server's p50 on the second model are reported, not judged"
+    held = by_name["windows-of-64 ceiling / best ceiling, same layout (1 thread(s) x 2 intra-op)"]
+    assert held.value == pytest.approx(260 / 290) and held.verdict == "info"
+    assert by_name["windows-of-64 ceiling / best ceiling, any layout"].value == pytest.approx(270 / 300)
+    assert by_name["ours / windows-of-64 ceiling, same layout (1 thread(s) x 2 intra-op)"].value == \
+        pytest.approx(275 / 260)
     assert not any("article" in name for name in by_name), "issue 15 dropped the article-design target"
 
 

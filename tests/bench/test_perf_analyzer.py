@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -91,3 +92,38 @@ def test_grpc_targets_are_ratios_to_our_http_on_the_same_server():
     assert targets["perf_analyzer c=64: ours / Triton texts/s"].verdict == "n/a"
     assert perf.evaluate(results)[:3] == perf.evaluate({"servers": {"ours": {"points": ours[::2]}}})[:3], \
         "the HTTP targets read HTTP points only"
+
+
+def _measured(texts, p50, error=""):
+    return perf.PerfPoint(8, texts, p50, 2 * p50, 270.0 + texts / 100, 190.0, error, "grpc")
+
+
+def test_a_point_is_the_median_of_its_rounds_and_keeps_every_round():
+    point = perf.median_round([_measured(300, 20), _measured(250, 25), _measured(310, 19)])
+    assert (point.texts_per_s, point.p50_ms, point.p99_ms) == (300, 20, 40), "each the median of the rounds"
+    assert point.rounds == ((300, 20), (250, 25), (310, 19)), "every round, in the order measured"
+    assert point.rss_mb == pytest.approx(273.1), "the peak RSS over all rounds"
+    even = perf.median_round([_measured(300, 20), _measured(250, 25)])
+    assert (even.texts_per_s, even.p50_ms) == (275, 22.5), "of two middle rounds, their mean"
+
+
+def test_a_failed_round_is_not_a_measurement():
+    failed = _measured(math.nan, math.nan, "exit 2: no stable measurement")
+    point = perf.median_round([failed, _measured(280, 21), _measured(290, 20)])
+    assert point.texts_per_s == 285 and not point.error
+    assert point.rounds == ((280, 21), (290, 20))
+    assert perf.median_round([failed, failed]).error, "no good round: the failure is the point"
+    assert perf.median_round([_measured(280, 21)]).rounds == (), "one round has no spread to show"
+
+
+def test_rounds_alternate_the_protocols_order():
+    assert perf.round_orders(["http", "grpc"], 3) == [("http", "grpc"), ("grpc", "http"), ("http", "grpc")]
+    assert perf.round_orders(["http"], 2) == [("http",), ("http",)]
+
+
+def test_markdown_lists_every_rounds_texts_per_second():
+    found = dataclasses.asdict(perf.median_round([_measured(300, 20), _measured(250, 25), _measured(310, 19)]))
+    results = {"servers": {"ours": {"description": "d", "points": [found]}}, "started": "s", "command": "c",
+               "elapsed_s": 1.0, "model": "m", "sentences": 3, "perf_analyzer_command": "pa", "rounds": 3,
+               "protocols": ["http", "grpc"]}
+    assert "| 300.0 / 250.0 / 310.0 |" in perf.markdown(results, [])

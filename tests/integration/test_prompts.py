@@ -382,6 +382,27 @@ def test_a_chunked_request_holds_its_windows_in_the_token_budget(repository):
         assert process.stop() == 0
 
 
+def test_tei_tokenize_is_admitted_against_the_token_budget(repository):
+    """TEI /tokenize reserves its texts' tokens like an embedding request (its tokenizer work is bounded the same
+    way): while a chunked request holds the budget (--max-queue-tokens), /tokenize is refused in TEI's shape
+    (429, error_type Overloaded, Retry-After); once that request is answered, /tokenize is answered."""
+    process = start_server(repository, "--max-queue-tokens", "4096", "--max-inputs", "2048", "--models", MODEL)
+    try:
+        body = {"model": MODEL, "input": [LONG + f" {i}" for i in range(120)], "chunking": {"mode": "mean"}}
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(requests.post, process.url + "/v1/embeddings", json=body, timeout=600)
+            wait_until(lambda: pending(process) or first.done(), "the chunked request to be in flight")
+            assert not first.done(), "the chunked request finished before it could be observed in flight"
+            refused = post(process, "/tokenize", {"inputs": "hi"})
+            assert refused.status_code == 429 and refused.headers["Retry-After"] == "1", refused.text
+            assert refused.json()["error_type"] == "Overloaded", "TEI's error shape"
+            assert first.result().status_code == 200
+        answered = post(process, "/tokenize", {"inputs": "hi"})
+        assert answered.status_code == 200 and [t["text"] for t in answered.json()[0]][1:-1] == ["hi"]
+    finally:
+        assert process.stop() == 0
+
+
 def test_a_chunks_response_is_bounded_by_max_response_bytes(repository, st):
     """The response-size check counts every window's vector and span: estimated low before embedding, then
     exactly before serializing. Limit: room for ~1300 floats (16 JSON bytes each, 4096 of overhead)."""
