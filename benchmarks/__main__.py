@@ -14,7 +14,15 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks import ceiling, infinity, report, scrape, targets, triton
-from benchmarks.contenders import Contender, ContenderUnavailable, Setup, catalogue, started
+from benchmarks.contenders import (
+    SECOND_MINIMAL,
+    Contender,
+    ContenderUnavailable,
+    Setup,
+    catalogue,
+    second_model_files,
+    started,
+)
 from benchmarks.corpus import DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TSV, Corpus, load_corpus
 from benchmarks.load import LoadSpec, ProbeSpec, measure
 from benchmarks.onnx_model import ModelFiles, load_tokenizer, locate
@@ -37,11 +45,11 @@ ORDER = (
     "ours-tuned",
     "ours-int8",
     "ours-mpnet",
-    "ort-minimal-mpnet",
+    SECOND_MINIMAL,
 )
 QUICK = ("st-process", "ort-minimal", "ours", "ours-int8")
 # Served on the second, larger model (with its own ceiling measured right before it).
-SECOND_MODEL_CONTENDERS = ("ours-mpnet", "ort-minimal-mpnet")
+SECOND_MODEL_CONTENDERS = ("ours-mpnet", SECOND_MINIMAL)
 MB = 2**20
 # The ceiling runs right before our server, so the ratio that matters compares neighbours in time.
 CEILING_BEFORE = "ours"
@@ -262,18 +270,15 @@ def run_contenders(
 
 def second_model_corpus(args: argparse.Namespace, run: dict) -> Corpus:
     """The second model's corpus (same texts' recipe, its own token counts), its ceiling measured right before
-    it serves (recorded once under run["second_model"])."""
-    try:
-        files = locate(args.model_repository, args.second_model)
-    except FileNotFoundError as exc:
-        raise ContenderUnavailable(f"{exc} (export it with `make mpnet`)") from exc
+    the first contender on it serves (recorded once under run["second_model"])."""
+    files = second_model_files(args.model_repository, args.second_model)
     tokenizer = load_tokenizer(files.tokenizer, files.max_seq_length)
     corpus = load_corpus(tokenizer, files.max_seq_length, args.second_corpus_size, args.seed, args.tsv)
     if "second_model" not in run:
         run["second_model"] = {"model": args.second_model, "corpus": corpus.stats(), "ceiling": {}}
         if not args.no_ceiling:
             measured = run_ceiling(args, corpus, args.second_model, args.second_ceiling_passes)
-            run["second_model"]["ceiling"] = {**measured, "measured": "right before our server on it"}
+            run["second_model"]["ceiling"] = {**measured, "measured": "right before the first contender on it"}
     return corpus
 
 

@@ -9,11 +9,12 @@ each); the best row wins, and the best of each layout is kept too.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,9 +108,10 @@ def variants(params: BatchingParams) -> list[BatchingParams]:
 
 def strategies(params: BatchingParams, arrival_order: bool = True, window: int = 64) -> dict[str, Planner]:
     chosen = {"arrival order, batches of 32": arrival_chunks(32)} if arrival_order else {}
-    # Every split a server could use within what it holds at once (larger batches than the window cannot form).
+    # Every split a server could use within what it holds at once (no batch outgrows the window).
+    within = dict.fromkeys(replace(p, max_batch_size=min(p.max_batch_size, window)) for p in variants(params))
     chosen.update({f"{WINDOW_PREFIX}{window} in arrival order, {p.label()} within each": windowed(p, window)
-                   for p in variants(params) if p.max_batch_size <= window})
+                   for p in within})
     chosen["length-sorted, batches of 32"] = sorted_chunks(32)
     chosen.update({p.label(): planned(p) for p in variants(params)})
     return chosen
@@ -211,7 +213,7 @@ def measure(
         "single_latency": single[served.label()],
         "single_latency_by_layout": single,
         "window": window,
-        "window_texts_per_s": max(window_by_layout.values()),
+        "window_texts_per_s": max(window_by_layout.values(), default=math.nan),
         "window_by_layout": window_by_layout,
     }
 

@@ -73,8 +73,8 @@ def _article(name: str, module: str, description: str, setup: Setup) -> Contende
 
 
 def _ort_app(setup: Setup, files: ModelFiles, module: str = "ort_async", model: str | None = None) -> Contender:
-    """An ONNX app on `files`: `ort_minimal` (the floor for a lone request) or `ort_async`; on the main model
-    unless `model` names another one (the second model's floor is `ort-minimal-<model's short name>`)."""
+    """An ONNX app on `files`: `ort_minimal` (the floor for a lone request) or `ort_async`, on the main model;
+    `model` names the second model for `ort_minimal` on it (contender SECOND_MINIMAL)."""
     command = _app(
         module,
         "--model",
@@ -259,15 +259,17 @@ def catalogue(setup: Setup, files: ModelFiles) -> dict[str, Callable[[], Contend
         ),
         "ours-mpnet": lambda: _ours("ours-mpnet", setup.second_model, setup),
         "ort-minimal": lambda: _ort_app(setup, files, "ort_minimal"),
-        SECOND_MINIMAL: lambda: _ort_app(setup, _second_files(setup), "ort_minimal", setup.second_model),
+        SECOND_MINIMAL: lambda: _ort_app(setup, second_model_files(setup.repository, setup.second_model), "ort_minimal",
+                                         setup.second_model),
         "infinity": lambda: _infinity(setup),
         "triton": lambda: _triton(setup, files),
     }
 
 
-def _second_files(setup: Setup) -> ModelFiles:
+def second_model_files(repository: Path, model: str) -> ModelFiles:
+    """The second model's files, or ContenderUnavailable when it has not been exported."""
     try:
-        return locate(setup.repository, setup.second_model)
+        return locate(repository, model)
     except (FileNotFoundError, ValueError) as exc:
         raise ContenderUnavailable(f"{exc} (export it with `make mpnet`)") from exc
 

@@ -8,9 +8,9 @@ concurrency):
 
 Each server is started alone on a repository holding only the model (the benchmark's contenders `ours` and
 `triton`), its RSS and CPU sampled over each point; at each concurrency the protocols run one after the other
-on the same server, in `--rounds` rounds whose order alternates (HTTP, gRPC, then gRPC, HTTP, ...), so that a
-machine whose speed drifts during the run weighs on both alike; a point is the median of its rounds, and
-every round is kept in the results. Prints texts/s, p50/p99 per point, issue 15's ratios (ours vs Triton,
+on the same server, in `--rounds` rounds whose order alternates (HTTP, gRPC, then gRPC, HTTP, ...), so that
+neither protocol always runs first on a machine whose speed drifts; a point is the median of its good rounds,
+and every round, failed or not, is kept in the results. Prints texts/s, p50/p99 per point, issue 15's ratios (ours vs Triton,
 HTTP) and issue 17's (our gRPC vs our HTTP), and writes `perf_analyzer_<model>.{json,md}` to the results folder.
 """
 
@@ -79,11 +79,13 @@ class PerfPoint:
 
 def median_round(measured: Sequence[PerfPoint]) -> PerfPoint:
     """One point for the rounds of one protocol at one concurrency: the median of the good rounds' texts/s, p50,
-    p99 and CPU each (the mean of the two middle values when their number is even), the peak RSS of all; a failed
-    round is not a measurement, and when every round failed the point is the last failure."""
+    p99 and CPU each (the mean of the two middle values when their number is even), the peak RSS of all. A
+    failed round is not a measurement: it stays in `rounds` as NaN and the point's error counts it; when every
+    round failed the point is the last failure."""
     good = [p for p in measured if not p.error and not math.isnan(p.texts_per_s)]
     if not good:
         return measured[-1]
+    failed = len(measured) - len(good)
     return dataclasses.replace(
         good[0],
         texts_per_s=statistics.median(p.texts_per_s for p in good),
@@ -91,7 +93,9 @@ def median_round(measured: Sequence[PerfPoint]) -> PerfPoint:
         p99_ms=statistics.median(p.p99_ms for p in good),
         cpu_percent=statistics.median(p.cpu_percent for p in good),
         rss_mb=max(p.rss_mb for p in measured if not math.isnan(p.rss_mb)),
-        rounds=tuple((p.texts_per_s, p.p50_ms) for p in good) if len(measured) > 1 else (),
+        error=f"{failed} of {len(measured)} rounds failed" if failed else "",
+        rounds=tuple((p.texts_per_s, p.p50_ms) if p in good else (math.nan, math.nan) for p in measured)
+        if len(measured) > 1 else (),
     )
 
 
@@ -267,7 +271,7 @@ def _show(name: str, found: PerfPoint, what: str = "") -> None:
 def point(results: dict, server: str, concurrency: int, protocol: str = "http") -> dict:
     for found in (results.get("servers", {}).get(server) or {}).get("points", []):
         if (found["concurrency"] == concurrency and found.get("protocol", "http") == protocol
-                and not found["error"]):
+                and not math.isnan(found["texts_per_s"])):  # a point some of whose rounds failed still counts
             return found
     return {}
 
@@ -315,13 +319,25 @@ def grpc_targets(results: dict) -> list[Target]:
 
 
 def _rounds_cell(found: dict) -> str:
-    """Every round's texts/s in the order measured, or '-' for a single measurement."""
-    return " / ".join(f"{texts:.1f}" for texts, _ in found.get("rounds") or ()) or "-"
+    """Every round's texts/s (p50 ms) in the order measured, 'failed' for a failed one; '-' for one round."""
+    return " / ".join("failed" if math.isnan(texts) else f"{texts:.1f} ({p50:.1f})"
+                      for texts, p50 in found.get("rounds") or ()) or "-"
+
+
+def _rounds_sentence(results: dict) -> str:
+    rounds, protocols = results.get("rounds", 1), results.get("protocols", ["http"])
+    order = ""
+    if len(protocols) > 1 and rounds > 1:
+        shown = [p.upper() if p == "http" else "gRPC" for p in protocols]
+        order = (f"; at each concurrency the protocols alternate in order from round to round ({', '.join(shown)}, "
+                 f"then {', '.join(reversed(shown))})")
+    return (f"Each point is the median of its good rounds, of {rounds}{order}; every round is listed with its "
+            "texts/s and p50.")
 
 
 def markdown(results: dict, targets: Sequence[Target]) -> str:
-    columns = ("server", "load", "texts/s", "p50 ms", "p99 ms", "RSS MB", "server CPU %", "rounds: texts/s",
-               "error")
+    columns = ("server", "load", "texts/s", "p50 ms", "p99 ms", "RSS MB", "server CPU %",
+               "rounds: texts/s (p50 ms)", "error")
     rows = [
         [name if p.get("protocol", "http") == "http" else f"{name} ({p['protocol']})", f"c={p['concurrency']}",
          p["texts_per_s"], p["p50_ms"], p["p99_ms"], p["rss_mb"], p["cpu_percent"], _rounds_cell(p),
@@ -338,9 +354,7 @@ def markdown(results: dict, targets: Sequence[Target]) -> str:
         (f"Run {results['started']} with `{results['command']}` ({results['elapsed_s']:.0f} s), model "
          f"{results['model']}, {results['sentences']} STS-B dev sentences as input data, one per request."),
         f"Command per point: `{results['perf_analyzer_command']}`",
-        (f"Each point is the median of {results.get('rounds', 1)} round(s); at each concurrency the protocols "
-         "alternate in order from round to round (HTTP, gRPC, then gRPC, HTTP), and every round's texts/s is "
-         "listed."),
+        _rounds_sentence(results),
         report.table(columns, rows),
         report.bullets(described),
         "## Targets",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from benchmarks.contenders import SECOND_MINIMAL
 from benchmarks.stats import ratio
 
 
@@ -76,9 +77,10 @@ def evaluate(run: dict) -> list[Target]:
 
 
 def _window_bounds(ceiling: dict, prefix: str, saturated: int, ours: float | None) -> list[Target]:
-    """Reported beside the ceiling targets: what the ceiling reaches when it may only batch within arrival windows
-    of as many requests as a server holds at c=`saturated` (the most any server can do with that many clients),
-    as a share of the best ceiling (the highest ratio those targets can show), and ours against it."""
+    """Reported beside the ceiling targets: what the ceiling reaches when it may only batch within fixed arrival
+    windows of as many requests as a server holds at c=`saturated` (an estimate of what a server with that many
+    clients can do: it never sees the whole corpus, though its window slides), as a share of the best ceiling,
+    and ours against it."""
     window = ceiling.get("window")
     if not window:
         return []
@@ -180,14 +182,14 @@ def _second_model(run: dict, saturated: int) -> list[Target]:
         # What any HTTP server pays above the offline run through this client: the floor of the target above.
         Target(
             f"{name} c=1: minimal ORT-in-handler server p50 - single-text ceiling p50",
-            _difference(_p50(run, "ort-minimal-mpnet", 1), single),
+            _difference(_p50(run, SECOND_MINIMAL, 1), single),
             INFO,
             True,
             "ms",
         ),
         Target(
-            f"{name} c=1: ours p50 - minimal ORT-in-handler server p50 (ort-minimal-mpnet)",
-            _difference(_p50(run, "ours-mpnet", 1), _p50(run, "ort-minimal-mpnet", 1)),
+            f"{name} c=1: ours p50 - minimal ORT-in-handler server p50 ({SECOND_MINIMAL})",
+            _difference(_p50(run, "ours-mpnet", 1), _p50(run, SECOND_MINIMAL, 1)),
             INFO,
             True,
             "ms",

@@ -138,7 +138,8 @@ class ServedModel:
     async def tokenize_admitted(self, texts: list[str], prepare: Callable[[TextTokenizer], P]) -> P:
         """Tokenize without embedding (TEI /tokenize): admitted like an embedding request, from the texts' sizes
         against --max-queue-tokens, and holding that reservation while it tokenizes, so the tokenizer work waiting
-        behind a flood of such requests is bounded as theirs is."""
+        behind a flood of such requests is bounded as theirs is. A refusal is no inference failure (statistics
+        stay as they are), and tokenizing needs no healthy inference thread."""
         if self._successor is not None:  # reloaded since the route picked this instance
             return await self._successor.tokenize_admitted(texts, prepare)
         ticket = self._budget.reserve(estimate_text_tokens(texts, self.info.max_seq_length, self._specials))

@@ -305,3 +305,20 @@ def test_contender_commands_get_distinct_free_ports():
     filled = fill_ports(command, 8000)
     assert filled[2] == "8000" and len({filled[2], filled[4], filled[6]}) == 3
     assert fill_ports(("--port", "{port}"), 9) == ["--port", "9"]
+
+
+def test_windowed_ceiling_tries_every_split_clamped_to_what_the_window_holds():
+    from benchmarks.ceiling import WINDOW_PREFIX, BatchingParams, strategies
+
+    params = BatchingParams(max_batch_size=64, max_batch_tokens=2048, batch_overhead_tokens=32)
+    windowed = [label for label in strategies(params, window=64) if label.startswith(WINDOW_PREFIX)]
+    assert len(windowed) == 4, "the server's split and its three neighbours, the doubled one cut to 64"
+    assert "size<=64, tokens<=4096, overhead=32" in " ".join(windowed)
+    small = [label for label in strategies(params, window=8) if label.startswith(WINDOW_PREFIX)]
+    assert small and all("size<=8," in label for label in small), "no batch outgrows a window of 8"
+    lengths = [5, 9, 3, 40, 7, 2, 30, 11, 6, 4]
+    for label, plan in strategies(params, window=4).items():
+        batches = plan(lengths)
+        assert sorted(i for batch in batches for i in batch) == list(range(10)), label
+        if label.startswith(WINDOW_PREFIX):
+            assert all(max(batch) // 4 == min(batch) // 4 for batch in batches), f"{label}: within windows"

@@ -110,8 +110,8 @@ def test_a_point_is_the_median_of_its_rounds_and_keeps_every_round():
 def test_a_failed_round_is_not_a_measurement():
     failed = _measured(math.nan, math.nan, "exit 2: no stable measurement")
     point = perf.median_round([failed, _measured(280, 21), _measured(290, 20)])
-    assert point.texts_per_s == 285 and not point.error
-    assert point.rounds == ((280, 21), (290, 20))
+    assert point.texts_per_s == 285 and point.error == "1 of 3 rounds failed"
+    assert len(point.rounds) == 3 and math.isnan(point.rounds[0][0]) and point.rounds[1:] == ((280, 21), (290, 20))
     assert perf.median_round([failed, failed]).error, "no good round: the failure is the point"
     assert perf.median_round([_measured(280, 21)]).rounds == (), "one round has no spread to show"
 
@@ -121,9 +121,21 @@ def test_rounds_alternate_the_protocols_order():
     assert perf.round_orders(["http"], 2) == [("http",), ("http",)]
 
 
-def test_markdown_lists_every_rounds_texts_per_second():
+def test_markdown_lists_every_round_and_the_order_of_protocols():
     found = dataclasses.asdict(perf.median_round([_measured(300, 20), _measured(250, 25), _measured(310, 19)]))
     results = {"servers": {"ours": {"description": "d", "points": [found]}}, "started": "s", "command": "c",
                "elapsed_s": 1.0, "model": "m", "sentences": 3, "perf_analyzer_command": "pa", "rounds": 3,
                "protocols": ["http", "grpc"]}
-    assert "| 300.0 / 250.0 / 310.0 |" in perf.markdown(results, [])
+    text = perf.markdown(results, [])
+    assert "| 300.0 (20.0) / 250.0 (25.0) / 310.0 (19.0) |" in text
+    assert "(HTTP, gRPC, then gRPC, HTTP)" in text
+    failed = dataclasses.asdict(perf.median_round([_measured(300, 20), _measured(math.nan, math.nan, "exit 2")]))
+    results["servers"]["ours"]["points"] = [failed]
+    assert "| 300.0 (20.0) / failed | 1 of 2 rounds failed |" in perf.markdown(results, [])
+
+
+def test_a_point_with_some_failed_rounds_still_counts_for_the_targets():
+    kept = dataclasses.asdict(perf.median_round([_measured(300, 20), _measured(math.nan, math.nan, "exit 2")]))
+    results = {"servers": {"ours": {"points": [{**kept, "protocol": "http", "concurrency": 8}]},
+                           "triton": {"points": [_point(8, 150, 30)]}}}
+    assert perf.evaluate(results)[1].value == pytest.approx(2.0)

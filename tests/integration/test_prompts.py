@@ -8,7 +8,9 @@ served by a real server process.
 from __future__ import annotations
 
 import base64
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import openai
@@ -25,7 +27,7 @@ from export.pipeline import run
 from server.repository import FP32
 from tests.export import tiny_models
 
-from .serverproc import start_server, wait_until
+from .serverproc import ServerProcess, start_server, wait_until
 
 MODEL = "minilm-prompted"
 TINY = "tiny-prompted"
@@ -364,9 +366,10 @@ def test_kserve_grpc_takes_the_same_parameters_and_returns_chunk_outputs_raw(ser
             client.infer(MODEL, [grpc_text], parameters={"chunking": 3})
 
 
-def test_a_chunked_request_holds_its_windows_in_the_token_budget(repository):
-    """Chunk windows go through the model's admission: while a chunked request is queued or computing, its
-    windows' tokens are reserved (--max-queue-tokens), so even a tiny request is refused; after, admitted."""
+@contextlib.contextmanager
+def budget_held(repository) -> Iterator[tuple[ServerProcess, Future]]:
+    """A server with --max-queue-tokens 4096 and a chunked request of 120 long texts in flight, which holds all
+    of it: yields the server and that request's future; stops the server after."""
     process = start_server(repository, "--max-queue-tokens", "4096", "--max-inputs", "2048", "--models", MODEL)
     try:
         body = {"model": MODEL, "input": [LONG + f" {i}" for i in range(120)], "chunking": {"mode": "mean"}}
@@ -374,33 +377,32 @@ def test_a_chunked_request_holds_its_windows_in_the_token_budget(repository):
             first = pool.submit(requests.post, process.url + "/v1/embeddings", json=body, timeout=600)
             wait_until(lambda: pending(process) or first.done(), "the chunked request to be in flight")
             assert not first.done(), "the chunked request finished before it could be observed in flight"
-            small = post(process, "/v1/embeddings", {"model": MODEL, "input": "hi"})
-            assert small.status_code == 429 and small.headers["Retry-After"] == "1", small.text
-            assert first.result().status_code == 200 and len(first.result().json()["data"]) == 120
-        assert post(process, "/v1/embeddings", {"model": MODEL, "input": "hi"}).status_code == 200  # released
+            yield process, first
     finally:
         assert process.stop() == 0
+
+
+def test_a_chunked_request_holds_its_windows_in_the_token_budget(repository):
+    """Chunk windows go through the model's admission: while a chunked request is queued or computing, its
+    windows' tokens are reserved (--max-queue-tokens), so even a tiny request is refused; after, admitted."""
+    with budget_held(repository) as (process, first):
+        small = post(process, "/v1/embeddings", {"model": MODEL, "input": "hi"})
+        assert small.status_code == 429 and small.headers["Retry-After"] == "1", small.text
+        assert first.result().status_code == 200 and len(first.result().json()["data"]) == 120
+        assert post(process, "/v1/embeddings", {"model": MODEL, "input": "hi"}).status_code == 200  # released
 
 
 def test_tei_tokenize_is_admitted_against_the_token_budget(repository):
     """TEI /tokenize reserves its texts' tokens like an embedding request (its tokenizer work is bounded the same
     way): while a chunked request holds the budget (--max-queue-tokens), /tokenize is refused in TEI's shape
     (429, error_type Overloaded, Retry-After); once that request is answered, /tokenize is answered."""
-    process = start_server(repository, "--max-queue-tokens", "4096", "--max-inputs", "2048", "--models", MODEL)
-    try:
-        body = {"model": MODEL, "input": [LONG + f" {i}" for i in range(120)], "chunking": {"mode": "mean"}}
-        with ThreadPoolExecutor(1) as pool:
-            first = pool.submit(requests.post, process.url + "/v1/embeddings", json=body, timeout=600)
-            wait_until(lambda: pending(process) or first.done(), "the chunked request to be in flight")
-            assert not first.done(), "the chunked request finished before it could be observed in flight"
-            refused = post(process, "/tokenize", {"inputs": "hi"})
-            assert refused.status_code == 429 and refused.headers["Retry-After"] == "1", refused.text
-            assert refused.json()["error_type"] == "Overloaded", "TEI's error shape"
-            assert first.result().status_code == 200
+    with budget_held(repository) as (process, first):
+        refused = post(process, "/tokenize", {"inputs": "hi"})
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "1", refused.text
+        assert refused.json()["error_type"] == "Overloaded", "TEI's error shape"
+        assert first.result().status_code == 200
         answered = post(process, "/tokenize", {"inputs": "hi"})
         assert answered.status_code == 200 and [t["text"] for t in answered.json()[0]][1:-1] == ["hi"]
-    finally:
-        assert process.stop() == 0
 
 
 def test_a_chunks_response_is_bounded_by_max_response_bytes(repository, st):
