@@ -85,7 +85,7 @@ def _window_bounds(ceiling: dict, prefix: str, saturated: int, ours: float | Non
     if not window:
         return []
     layout = ceiling.get("layout", "server's layout")
-    held = _best_in_layout({"best_by_layout": ceiling.get("window_by_layout")}, layout)
+    held = (ceiling.get("window_by_layout") or {}).get(layout)
     return [
         Target(f"{prefix}c={saturated}: windows-of-{window} ceiling / best ceiling, same layout ({layout})",
                ratio(held, _best_in_layout(ceiling, layout)), INFO),
