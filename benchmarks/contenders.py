@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from benchmarks import infinity, triton
@@ -72,9 +72,7 @@ def _article(name: str, module: str, description: str, setup: Setup) -> Contende
     )
 
 
-def _ort_app(setup: Setup, files: ModelFiles, module: str = "ort_async", model: str | None = None) -> Contender:
-    """An ONNX app on `files`: `ort_minimal` (the floor for a lone request) or `ort_async`, on the main model;
-    `model` names the second model for `ort_minimal` on it (contender SECOND_MINIMAL)."""
+def _ort_app(setup: Setup, files: ModelFiles, module: str = "ort_async") -> Contender:
     command = _app(
         module,
         "--model",
@@ -86,12 +84,12 @@ def _ort_app(setup: Setup, files: ModelFiles, module: str = "ort_async", model: 
     )
     if module == "ort_minimal":
         return Contender(
-            "ort-minimal" if model is None else SECOND_MINIMAL,
+            "ort-minimal",
             "minimal aiohttp server: ORT (server's session options, 1 thread x every CPU) in the handler, "
-            f"no batching (the c=1 floor){'' if model is None else f', on {model}'}",
+            "no batching (the c=1 floor)",
             "onnx",
             command,
-            model or setup.model,
+            setup.model,
             env=OFFLINE,
         )
     return Contender(
@@ -259,11 +257,17 @@ def catalogue(setup: Setup, files: ModelFiles) -> dict[str, Callable[[], Contend
         ),
         "ours-mpnet": lambda: _ours("ours-mpnet", setup.second_model, setup),
         "ort-minimal": lambda: _ort_app(setup, files, "ort_minimal"),
-        SECOND_MINIMAL: lambda: _ort_app(setup, second_model_files(setup.repository, setup.second_model), "ort_minimal",
-                                         setup.second_model),
+        SECOND_MINIMAL: lambda: _second_minimal(setup),
         "infinity": lambda: _infinity(setup),
         "triton": lambda: _triton(setup, files),
     }
+
+
+def _second_minimal(setup: Setup) -> Contender:
+    """`ort-minimal` on the second model: the floor for its lone request."""
+    minimal = _ort_app(setup, second_model_files(setup.repository, setup.second_model), "ort_minimal")
+    return replace(minimal, name=SECOND_MINIMAL, model=setup.second_model,
+                   description=f"{minimal.description}, on {setup.second_model}")
 
 
 def second_model_files(repository: Path, model: str) -> ModelFiles:

@@ -10,8 +10,9 @@ Each server is started alone on a repository holding only the model (the benchma
 `triton`), its RSS and CPU sampled over each point; at each concurrency the protocols run one after the other
 on the same server, in `--rounds` rounds whose order alternates (HTTP, gRPC, then gRPC, HTTP, ...), so that
 neither protocol always runs first on a machine whose speed drifts; a point is the median of its good rounds,
-and every round, failed or not, is kept in the results. Prints texts/s, p50/p99 per point, issue 15's ratios (ours vs Triton,
-HTTP) and issue 17's (our gRPC vs our HTTP), and writes `perf_analyzer_<model>.{json,md}` to the results folder.
+and every round, failed or not, is kept in the results. Prints texts/s, p50/p99 per point, issue 15's ratios
+(ours vs Triton, HTTP) and issue 17's (our gRPC vs our HTTP), and writes `perf_analyzer_<model>.{json,md}` to
+the results folder.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def median_round(measured: Sequence[PerfPoint]) -> PerfPoint:
     p99 and CPU each (the mean of the two middle values when their number is even), the peak RSS of all. A
     failed round is not a measurement: it stays in `rounds` as NaN and the point's error counts it; when every
     round failed the point is the last failure."""
-    good = [p for p in measured if not p.error and not math.isnan(p.texts_per_s)]
+    good = [p for p in measured if _measured(p)]
     if not good:
         return measured[-1]
     failed = len(measured) - len(good)
@@ -94,9 +95,13 @@ def median_round(measured: Sequence[PerfPoint]) -> PerfPoint:
         cpu_percent=statistics.median(p.cpu_percent for p in good),
         rss_mb=max(p.rss_mb for p in measured if not math.isnan(p.rss_mb)),
         error=f"{failed} of {len(measured)} rounds failed" if failed else "",
-        rounds=tuple((p.texts_per_s, p.p50_ms) if p in good else (math.nan, math.nan) for p in measured)
+        rounds=tuple((p.texts_per_s, p.p50_ms) if _measured(p) else (math.nan, math.nan) for p in measured)
         if len(measured) > 1 else (),
     )
+
+
+def _measured(found: PerfPoint) -> bool:
+    return not found.error and not math.isnan(found.texts_per_s)
 
 
 def round_orders(protocols: Sequence[str], rounds: int) -> list[tuple[str, ...]]:
@@ -236,7 +241,7 @@ def run_perf_analyzer(argv: list[str], interval_ms: int) -> subprocess.Completed
 def run_server(contender: Contender, client: Client, concurrencies: Sequence[int], log_dir: Path,
                protocols: Sequence[str] = ("http",), rounds: int = 1) -> dict:
     """Every concurrency, and at each the protocols on the same server, `rounds` times in alternating order;
-    a point is its protocol's median round."""
+    a point is the median of its protocol's rounds."""
     entry = {"description": contender.description, "points": []}
     with started(contender, log_dir) as running:
         for concurrency in concurrencies:
