@@ -108,10 +108,7 @@ def variants(params: BatchingParams) -> list[BatchingParams]:
 
 def strategies(params: BatchingParams, arrival_order: bool = True, window: int = 64) -> dict[str, Planner]:
     chosen = {"arrival order, batches of 32": arrival_chunks(32)} if arrival_order else {}
-    # Every split a server could use within what it holds at once (no batch outgrows the window).
-    within = dict.fromkeys(replace(p, max_batch_size=min(p.max_batch_size, window)) for p in variants(params))
-    chosen.update({f"{WINDOW_PREFIX}{window} in arrival order, {p.label()} within each": windowed(p, window)
-                   for p in within})
+    chosen.update(window_strategies(params, window))  # every split a server holding `window` texts could use
     chosen["length-sorted, batches of 32"] = sorted_chunks(32)
     chosen.update({p.label(): planned(p) for p in variants(params)})
     return chosen
@@ -216,6 +213,38 @@ def measure(
         "window_texts_per_s": max(window_by_layout.values(), default=math.nan),
         "window_by_layout": window_by_layout,
     }
+
+
+def window_strategies(params: BatchingParams, window: int) -> dict[str, Planner]:
+    """How a server holding `window` requests of one text each could batch them: one text per run when it holds
+    one, else every batching split of `variants` within each arrival window of that size."""
+    if window <= 1:
+        return {f"{WINDOW_PREFIX}1: one text per run": arrival_chunks(1)}
+    within = dict.fromkeys(replace(p, max_batch_size=min(p.max_batch_size, window)) for p in variants(params))
+    return {f"{WINDOW_PREFIX}{window} in arrival order, {p.label()} within each": windowed(p, window) for p in within}
+
+
+def by_window(repository: str, model: str, texts: list[str], windows: Sequence[int], passes: int = 2) -> dict:
+    """The offline ceiling in the server's default layout when it may only batch within arrival windows of each
+    size (a closed loop of C clients sending one text each holds at most C texts): the best strategy's texts/s
+    per window, and every strategy's."""
+    from server.session import session_options
+
+    files = locate(Path(repository), model)
+    tokenizer = load_tokenizer(files.tokenizer, files.max_seq_length)
+    served = layouts()[0]
+    encoder = OnnxEncoder(create_session(files.onnx, session_options(served.intra_op_threads)), tokenizer)
+    run_batched(encoder, texts[: min(len(texts), 256)], sorted_chunks(32), served.callers)
+    params = server_batching_params(files.config)
+    best, rows = {}, []
+    for window in windows:
+        for label, plan in window_strategies(params, window).items():
+            seconds = [run_batched(encoder, texts, plan, served.callers) for _ in range(passes)]
+            rows.append({"window": window, "strategy": label, "texts_per_s": len(texts) / statistics.median(seconds),
+                         "passes_s": seconds})
+            best[window] = max(best.get(window, 0.0), rows[-1]["texts_per_s"])
+    return {"model": model, "layout": served.label(), "texts": len(texts), "passes": passes,
+            "texts_per_s_by_window": {str(w): t for w, t in best.items()}, "strategies": rows}
 
 
 def _row(label: str, seconds: float, texts: int, tokens: int, passes: list[float]) -> dict:

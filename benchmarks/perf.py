@@ -13,6 +13,10 @@ neither protocol always runs first on a machine whose speed drifts; a point is t
 and every round, failed or not, is kept in the results. Prints texts/s, p50/p99 per point, issue 15's ratios
 (ours vs Triton, HTTP) and issue 17's (our gRPC vs our HTTP), and writes `perf_analyzer_<model>.{json,md}` to
 the results folder.
+
+Before the servers start (`--no-ceiling` skips it), the offline ceiling runs the same sentences through raw
+ONNX Runtime in the server's default layout, batching only within arrival windows of each concurrency: beside
+the targets it reports how far ours is from it and the most ours / Triton could be on this machine.
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import report
+from benchmarks.ceiling import by_window as ceiling_by_window
 from benchmarks.contenders import Contender, ContenderUnavailable, Setup, catalogue, free_port, started
 from benchmarks.corpus import DEFAULT_TSV, read_sentences
 from benchmarks.onnx_model import locate
 from benchmarks.resources import Sampler
 from benchmarks.stats import ratio
-from benchmarks.targets import Target
+from benchmarks.targets import INFO, Target
 from server.repository import TEXT_INPUT
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,6 +137,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tsv", type=Path, default=DEFAULT_TSV, help="STS-B file: its sentences are input")
     parser.add_argument("--triton-intra-op", type=int, default=None, help="ORT intra-op threads in Triton")
     parser.add_argument("--server-args", default="", help="more `python -m server` arguments (shell-quoted)")
+    parser.add_argument(
+        "--ceiling", action=argparse.BooleanOptionalAction, default=True,
+        help="first measure the offline ceiling on the same sentences, batching within arrival windows of each "
+             "concurrency, and report what it bounds",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
@@ -300,7 +310,25 @@ def evaluate(results: dict) -> list[Target]:
             "ms",
         ),
         *grpc_targets(results),
+        *ceiling_bounds(results),
     ]
+
+
+def ceiling_bounds(results: dict) -> list[Target]:
+    """Reported, not judged: at each concurrency C, the offline ceiling batching within arrival windows of C
+    texts (what C clients sending one text each let a server hold) over Triton's texts/s, the most ours / Triton
+    could be on this machine, and ours against that ceiling. None without a ceiling (`--no-ceiling`)."""
+    by_window = (results.get("ceiling") or {}).get("texts_per_s_by_window") or {}
+    targets = []
+    for window, bound in sorted(by_window.items(), key=lambda item: int(item[0])):
+        c = int(window)
+        targets += [
+            Target(f"perf_analyzer c={c}: windows-of-{c} offline ceiling / Triton texts/s (the most ours / Triton "
+                   "can be)", ratio(bound, point(results, "triton", c).get("texts_per_s")), INFO),
+            Target(f"perf_analyzer c={c}: ours / windows-of-{c} offline ceiling",
+                   ratio(point(results, "ours", c).get("texts_per_s"), bound), INFO),
+        ]
+    return targets
 
 
 def grpc_targets(results: dict) -> list[Target]:
@@ -362,10 +390,30 @@ def markdown(results: dict, targets: Sequence[Target]) -> str:
         _rounds_sentence(results),
         report.table(columns, rows),
         report.bullets(described),
+        *_ceiling_section(results.get("ceiling")),
         "## Targets",
         report.table(("target", "measured", "threshold", "result"), report.targets_rows(targets)),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def _ceiling_section(measured: dict | None) -> list[str]:
+    if not measured:
+        return []
+    best: dict[int, dict] = {}
+    for row in measured["strategies"]:
+        if row["texts_per_s"] >= best.get(row["window"], {}).get("texts_per_s", 0.0):
+            best[row["window"]] = row
+    rows = [[f"c={w}", row["texts_per_s"], row["strategy"]] for w, row in sorted(best.items())]
+    return [
+        "## Offline ceiling on the same sentences",
+        (f"Raw ONNX Runtime on the {measured['texts']} sentences, no server and no client, in the server's default "
+         f"layout ({measured['layout']}), measured before the servers started (median of {measured['passes']} "
+         "passes): at each concurrency C it may only batch within arrival windows of C sentences, as many as C "
+         "clients sending one each let a server hold. An estimate, not a proof: a server's window slides, and "
+         "here the load generator shares the cores."),
+        report.table(("load", "ceiling texts/s", "best strategy"), rows),
+    ]
 
 
 def run_servers(args: argparse.Namespace, client: Client, work: Path) -> dict:
@@ -415,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         "protocols": args.protocols,
         "rounds": args.rounds,
     }
+    if args.ceiling:
+        print(f"offline ceiling on {len(sentences)} sentences, windows of {args.concurrency}", flush=True)
+        results["ceiling"] = ceiling_by_window(str(args.model_repository), args.model, sentences, args.concurrency)
+        print(f"  texts/s by window: {results['ceiling']['texts_per_s_by_window']}", flush=True)
     with tempfile.TemporaryDirectory(prefix="perf-") as work_dir:
         data = input_data(sentences, Path(work_dir) / "texts.json")
         client = Client(binary, data, args.measurement_interval, extra, csv_dir)

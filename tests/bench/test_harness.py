@@ -322,3 +322,16 @@ def test_windowed_ceiling_tries_every_split_clamped_to_what_the_window_holds():
         assert sorted(i for batch in batches for i in batch) == list(range(10)), label
         if label.startswith(WINDOW_PREFIX):
             assert all(max(batch) // 4 == min(batch) // 4 for batch in batches), f"{label}: within windows"
+
+
+def test_window_strategies_run_one_text_alone_or_batch_within_each_window():
+    from benchmarks.ceiling import BatchingParams, window_strategies
+
+    params = BatchingParams(max_batch_size=64, max_batch_tokens=2048, batch_overhead_tokens=32)
+    lengths = [5, 9, 3, 40, 7, 2, 30, 11, 6, 4]
+    (alone,) = window_strategies(params, 1).values()
+    assert alone(lengths) == [[i] for i in range(10)]
+    for label, plan in window_strategies(params, 3).items():
+        batches = plan(lengths)
+        assert sorted(i for batch in batches for i in batch) == list(range(10)), label
+        assert all(max(batch) // 3 == min(batch) // 3 for batch in batches), f"{label}: within windows of 3"

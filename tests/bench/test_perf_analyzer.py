@@ -139,3 +139,30 @@ def test_a_point_with_some_failed_rounds_still_counts_for_the_targets():
     results = {"servers": {"ours": {"points": [{**kept, "protocol": "http", "concurrency": 8}]},
                            "triton": {"points": [_point(8, 150, 30)]}}}
     assert perf.evaluate(results)[1].value == pytest.approx(2.0)
+
+
+def test_ceiling_bounds_report_the_most_ours_over_triton_can_be_and_ours_against_the_ceiling():
+    results = {
+        "servers": {
+            "ours": {"points": [_point(1, 200, 4.0), _point(8, 300, 25.0)]},
+            "triton": {"points": [_point(1, 120, 7.0), _point(8, 200, 35.0)]},
+        },
+        "ceiling": {"texts_per_s_by_window": {"8": 450.0, "1": 380.0}},
+    }
+    bounds = perf.ceiling_bounds(results)
+    assert [t.name.split(":")[0] for t in bounds] == ["perf_analyzer c=1"] * 2 + ["perf_analyzer c=8"] * 2
+    assert bounds[2].value == pytest.approx(450 / 200) and bounds[3].value == pytest.approx(300 / 450)
+    assert all(t.verdict == "info" for t in bounds), "bounds are reported, not judged"
+    assert bounds == perf.evaluate(results)[-4:]
+    assert perf.ceiling_bounds({"servers": {}}) == [], "no ceiling measured (--no-ceiling): no rows"
+
+
+def test_ceiling_section_lists_the_best_strategy_of_each_window():
+    measured = {"texts": 10, "layout": "1 thread(s) x 2 intra-op", "passes": 2, "strategies": [
+        {"window": 1, "strategy": "windows of 1: one text per run", "texts_per_s": 380.0},
+        {"window": 8, "strategy": "split A", "texts_per_s": 430.0},
+        {"window": 8, "strategy": "split B", "texts_per_s": 450.0},
+    ]}
+    section = "\n".join(perf._ceiling_section(measured))
+    assert "| c=8 | 450.0 | split B |" in section and "split A" not in section
+    assert perf._ceiling_section(None) == []
