@@ -165,6 +165,7 @@ def _second_model(run: dict, saturated: int) -> list[Target]:
     ceiling = second.get("ceiling") or {}
     name = second.get("model", "second model")
     single = (ceiling.get("single_latency") or {}).get("p50_ms")
+    layout = ceiling.get("layout", "server's layout")
     return [
         Target(
             f"{name} c={saturated}: ours / best offline ceiling of any layout",
@@ -178,6 +179,11 @@ def _second_model(run: dict, saturated: int) -> list[Target]:
             True,
             "ms",
         ),
+        # The default layout's own best, as a share of any layout's: the most the target above can reach.
+        Target(f"{name} c={saturated}: best offline ceiling in the served layout ({layout}) / best of any layout",
+               ratio(_best_in_layout(ceiling, layout), _best(ceiling)), INFO),
+        Target(f"{name} c={saturated}: ours / best offline ceiling in the same layout ({layout})",
+               ratio(throughput(run, "ours-mpnet", saturated), _best_in_layout(ceiling, layout)), INFO),
         *_window_bounds(ceiling, f"{name} ", saturated, throughput(run, "ours-mpnet", saturated)),
         # What any HTTP server pays above the offline run through this client: the floor of the target above.
         Target(
