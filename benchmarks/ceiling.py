@@ -4,7 +4,8 @@ Every strategy times the full pipeline a server also pays (tokenize, order, pad,
 server's own session options, after a warm-up; its throughput is the median over `passes` passes.
 Each runs in two thread layouts on the same cores: the server's default (one caller with every CPU as
 intra-op threads) and the tuned one (one caller thread per CPU sharing one session, one intra-op thread
-each); the best row wins, and the best of each layout is kept too.
+each); the best row wins, and the best of each layout is kept too. `by_window` (the perf_analyzer
+benchmark's ceiling) runs the default layout only, one window size per concurrency.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.onnx_model import (
+    ModelFiles,
     OnnxEncoder,
     create_session,
     load_tokenizer,
@@ -108,7 +110,8 @@ def variants(params: BatchingParams) -> list[BatchingParams]:
 
 def strategies(params: BatchingParams, arrival_order: bool = True, window: int = 64) -> dict[str, Planner]:
     chosen = {"arrival order, batches of 32": arrival_chunks(32)} if arrival_order else {}
-    chosen.update(window_strategies(params, window))  # every split a server holding `window` texts could use
+    # Every split a server holding `window` texts could use (one text per run is `measure`'s single-text row).
+    chosen.update(window_strategies(params, window, one_per_run=False))
     chosen["length-sorted, batches of 32"] = sorted_chunks(32)
     chosen.update({p.label(): planned(p) for p in variants(params)})
     return chosen
@@ -175,15 +178,12 @@ def measure(
     window: int = 64,
 ) -> dict:
     """Run every strategy in every layout; returns throughput per row and single-text latency per layout."""
-    from server.session import session_options
-
     files = locate(Path(repository), model)
     tokenizer = load_tokenizer(files.tokenizer, files.max_seq_length)
     total_tokens = sum(tokens)
     rows, single, best_by_layout, window_by_layout = [], {}, {}, {}
     for layout in layouts():
-        encoder = OnnxEncoder(create_session(files.onnx, session_options(layout.intra_op_threads)), tokenizer)
-        run_batched(encoder, texts[: min(len(texts), 256)], sorted_chunks(32), layout.callers)
+        encoder = warm_encoder(files, tokenizer, layout, texts)
         for label, plan in strategies(server_batching_params(files.config), arrival_order, window).items():
             seconds = [run_batched(encoder, texts, plan, layout.callers) for _ in range(passes)]
             rows.append(_row(f"{label} [{layout.label()}]", statistics.median(seconds), len(texts), total_tokens,
@@ -197,6 +197,8 @@ def measure(
         single[layout.label()] = {**summarize(latencies), "intra_op_threads": layout.intra_op_threads}
         rows.append(_row(f"one text per run [1 thread(s) x {layout.intra_op_threads} intra-op]", sum(latencies),
                          len(texts), total_tokens, [sum(latencies)]))
+        # A server holding a window of requests may run them one at a time too.
+        window_by_layout[layout.label()] = max(window_by_layout.get(layout.label(), 0.0), rows[-1]["texts_per_s"])
     best = max(rows, key=lambda r: r["texts_per_s"])
     served = layouts()[0]
     return {
@@ -215,36 +217,57 @@ def measure(
     }
 
 
-def window_strategies(params: BatchingParams, window: int) -> dict[str, Planner]:
-    """How a server holding `window` requests of one text each could batch them: one text per run when it holds
-    one, else every batching split of `variants` within each arrival window of that size."""
-    if window <= 1:
-        return {f"{WINDOW_PREFIX}1: one text per run": arrival_chunks(1)}
-    within = dict.fromkeys(replace(p, max_batch_size=min(p.max_batch_size, window)) for p in variants(params))
-    return {f"{WINDOW_PREFIX}{window} in arrival order, {p.label()} within each": windowed(p, window) for p in within}
+def window_strategies(params: BatchingParams, window: int, one_per_run: bool = True) -> dict[str, Planner]:
+    """How a server holding `window` requests of one text each could run them: one text per run (`one_per_run`),
+    and, when it holds more than one, every batching split of `variants` within each arrival window of that size
+    (no batch outgrows the window)."""
+    if window < 1:
+        raise ValueError("a window holds at least one text")
+    chosen = {f"{WINDOW_PREFIX}{window} in arrival order, one text per run": arrival_chunks(1)} if one_per_run else {}
+    if window > 1:
+        within = dict.fromkeys(replace(p, max_batch_size=min(p.max_batch_size, window)) for p in variants(params))
+        chosen.update({f"{WINDOW_PREFIX}{window} in arrival order, {p.label()} within each": windowed(p, window)
+                       for p in within})
+    return chosen
 
 
-def by_window(repository: str, model: str, texts: list[str], windows: Sequence[int], passes: int = 2) -> dict:
-    """The offline ceiling in the server's default layout when it may only batch within arrival windows of each
-    size (a closed loop of C clients sending one text each holds at most C texts): the best strategy's texts/s
-    per window, and every strategy's."""
-    from server.session import session_options
-
+def by_window(repository: str, model: str, texts: list[str], windows: Sequence[int], passes: int = 3) -> dict:
+    """The offline ceiling in the server's default layout, with the model's own batching limits, when it may
+    only batch within arrival windows of each size (a closed loop of C clients sending one text each holds at
+    most C texts). Strategies whose batches come out the same on these texts run once. Returns every
+    strategy's row, and per window its best row and texts/s."""
     files = locate(Path(repository), model)
     tokenizer = load_tokenizer(files.tokenizer, files.max_seq_length)
     served = layouts()[0]
-    encoder = OnnxEncoder(create_session(files.onnx, session_options(served.intra_op_threads)), tokenizer)
-    run_batched(encoder, texts[: min(len(texts), 256)], sorted_chunks(32), served.callers)
+    encoder = warm_encoder(files, tokenizer, served, texts)
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(list(texts))]
     params = server_batching_params(files.config)
-    best, rows = {}, []
-    for window in windows:
+    best: dict[int, dict] = {}
+    rows = []
+    for window in dict.fromkeys(windows):
+        seen = set()
         for label, plan in window_strategies(params, window).items():
+            batches = tuple(map(tuple, plan(lengths)))
+            if batches in seen:
+                continue
+            seen.add(batches)
             seconds = [run_batched(encoder, texts, plan, served.callers) for _ in range(passes)]
-            rows.append({"window": window, "strategy": label, "texts_per_s": len(texts) / statistics.median(seconds),
-                         "passes_s": seconds})
-            best[window] = max(best.get(window, 0.0), rows[-1]["texts_per_s"])
-    return {"model": model, "layout": served.label(), "texts": len(texts), "passes": passes,
-            "texts_per_s_by_window": {str(w): t for w, t in best.items()}, "strategies": rows}
+            rows.append({"window": window, **_row(label, statistics.median(seconds), len(texts), sum(lengths),
+                                                  seconds)})
+            if rows[-1]["texts_per_s"] > best.get(window, {}).get("texts_per_s", 0.0):
+                best[window] = rows[-1]
+    return {"model": model, "layout": served.label(), "texts": len(texts), "passes": passes, "strategies": rows,
+            "best_by_window": {str(w): row for w, row in best.items()},
+            "texts_per_s_by_window": {str(w): row["texts_per_s"] for w, row in best.items()}}
+
+
+def warm_encoder(files: ModelFiles, tokenizer, layout: Layout, texts: Sequence[str]) -> OnnxEncoder:
+    """The model's session with the server's options for `layout`'s intra-op threads, warmed up on a few texts."""
+    from server.session import session_options
+
+    encoder = OnnxEncoder(create_session(files.onnx, session_options(layout.intra_op_threads)), tokenizer)
+    run_batched(encoder, texts[: min(len(texts), 256)], sorted_chunks(32), layout.callers)
+    return encoder
 
 
 def _row(label: str, seconds: float, texts: int, tokens: int, passes: list[float]) -> dict:

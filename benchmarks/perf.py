@@ -87,11 +87,12 @@ def median_round(measured: Sequence[PerfPoint]) -> PerfPoint:
     """One point for the rounds of one protocol at one concurrency: the median of the good rounds' texts/s, p50,
     p99 and CPU each (the mean of the two middle values when their number is even), the peak RSS of all. A
     failed round is not a measurement: it stays in `rounds` as NaN and the point's error counts it; when every
-    round failed the point is the last failure."""
+    round failed the point is the last failure. The error names the first failed round's reason."""
     good = [p for p in measured if _measured(p)]
     if not good:
         return measured[-1]
     failed = len(measured) - len(good)
+    reason = next((p.error for p in measured if p.error), "")
     return dataclasses.replace(
         good[0],
         texts_per_s=statistics.median(p.texts_per_s for p in good),
@@ -99,7 +100,7 @@ def median_round(measured: Sequence[PerfPoint]) -> PerfPoint:
         p99_ms=statistics.median(p.p99_ms for p in good),
         cpu_percent=statistics.median(p.cpu_percent for p in good),
         rss_mb=max(p.rss_mb for p in measured if not math.isnan(p.rss_mb)),
-        error=f"{failed} of {len(measured)} rounds failed" if failed else "",
+        error=f"{failed} of {len(measured)} rounds failed ({reason[:160]})" if failed else "",
         rounds=tuple((p.texts_per_s, p.p50_ms) if _measured(p) else (math.nan, math.nan) for p in measured)
         if len(measured) > 1 else (),
     )
@@ -139,12 +140,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-args", default="", help="more `python -m server` arguments (shell-quoted)")
     parser.add_argument(
         "--ceiling", action=argparse.BooleanOptionalAction, default=True,
-        help="first measure the offline ceiling on the same sentences, batching within arrival windows of each "
+        help="first measure the offline ceiling on the same sentences (the server's default layout and the "
+             "model's batching limits, whatever --server-args says), batching within arrival windows of each "
              "concurrency, and report what it bounds",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
+    args.concurrency = list(dict.fromkeys(int(c) for c in args.concurrency.split(",") if c))
+    if not args.concurrency or min(args.concurrency) < 1:
+        parser.error("--concurrency: positive integers")
     if args.rounds < 1:
         parser.error("--rounds: at least 1")
     args.servers = [s for s in args.servers.split(",") if s]
@@ -400,19 +404,18 @@ def markdown(results: dict, targets: Sequence[Target]) -> str:
 def _ceiling_section(measured: dict | None) -> list[str]:
     if not measured:
         return []
-    best: dict[int, dict] = {}
-    for row in measured["strategies"]:
-        if row["texts_per_s"] >= best.get(row["window"], {}).get("texts_per_s", 0.0):
-            best[row["window"]] = row
-    rows = [[f"c={w}", row["texts_per_s"], row["strategy"]] for w, row in sorted(best.items())]
+    texts = measured["texts"]
+    rows = [[f"c={w}", row["texts_per_s"], " / ".join(f"{texts / s:.1f}" for s in row["passes_s"]), row["strategy"]]
+            for w, row in sorted(measured["best_by_window"].items(), key=lambda item: int(item[0]))]
     return [
         "## Offline ceiling on the same sentences",
-        (f"Raw ONNX Runtime on the {measured['texts']} sentences, no server and no client, in the server's default "
-         f"layout ({measured['layout']}), measured before the servers started (median of {measured['passes']} "
-         "passes): at each concurrency C it may only batch within arrival windows of C sentences, as many as C "
-         "clients sending one each let a server hold. An estimate, not a proof: a server's window slides, and "
+        (f"Raw ONNX Runtime on the {texts} sentences, no server and no client, in the server's default layout "
+         f"({measured['layout']}) with the model's batching limits, measured before the servers started (median "
+         f"of {measured['passes']} passes; strategies whose batches come out the same run once): at each "
+         "concurrency C it may run one text at a time or batch within arrival windows of C sentences, as many as "
+         "C clients sending one each let a server hold. An estimate, not a proof: a server's window slides, and "
          "here the load generator shares the cores."),
-        report.table(("load", "ceiling texts/s", "best strategy"), rows),
+        report.table(("load", "ceiling texts/s", "passes: texts/s", "best strategy"), rows),
     ]
 
 

@@ -173,13 +173,13 @@ def _second_model(run: dict, saturated: int) -> list[Target]:
             0.90,
         ),
         Target(
-            f"{name} c=1: ours p50 - single-text ceiling p50 ({ceiling.get('layout', 'server layout')})",
+            f"{name} c=1: ours p50 - single-text ceiling p50 ({layout})",
             _difference(_p50(run, "ours-mpnet", 1), single),
             0.5,
             True,
             "ms",
         ),
-        # The default layout's own best, as a share of any layout's: the most the target above can reach.
+        # The default layout's own best, as a share of any layout's: the most the c=64 target can reach.
         Target(f"{name} c={saturated}: best offline ceiling in the served layout ({layout}) / best of any layout",
                ratio(_best_in_layout(ceiling, layout), _best(ceiling)), INFO),
         Target(f"{name} c={saturated}: ours / best offline ceiling in the same layout ({layout})",

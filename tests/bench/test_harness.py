@@ -332,7 +332,14 @@ def test_window_strategies_run_one_text_alone_or_batch_within_each_window():
     lengths = [5, 9, 3, 40, 7, 2, 30, 11, 6, 4]
     (alone,) = window_strategies(params, 1).values()
     assert alone(lengths) == [[i] for i in range(10)]
-    for label, plan in window_strategies(params, 3).items():
+    held = window_strategies(params, 3)
+    assert len(held) >= 2 and [[i] for i in range(10)] in [plan(lengths) for plan in held.values()], \
+        "a server holding three requests may still run them one at a time"
+    for label, plan in held.items():
         batches = plan(lengths)
         assert sorted(i for batch in batches for i in batch) == list(range(10)), label
-        assert all(max(batch) // 3 == min(batch) // 3 for batch in batches), f"{label}: within windows of 3"
+        assert all(len(batch) <= 3 and max(batch) // 3 == min(batch) // 3 for batch in batches), \
+            f"{label}: within windows of 3"
+    assert not any("one text per run" in label for label in window_strategies(params, 3, one_per_run=False))
+    with pytest.raises(ValueError):
+        window_strategies(params, 0)

@@ -110,7 +110,7 @@ def test_a_point_is_the_median_of_its_rounds_and_keeps_every_round():
 def test_a_failed_round_is_not_a_measurement():
     failed = _measured(math.nan, math.nan, "exit 2: no stable measurement")
     point = perf.median_round([failed, _measured(280, 21), _measured(290, 20)])
-    assert point.texts_per_s == 285 and point.error == "1 of 3 rounds failed"
+    assert point.texts_per_s == 285 and point.error == "1 of 3 rounds failed (exit 2: no stable measurement)"
     assert len(point.rounds) == 3 and math.isnan(point.rounds[0][0]) and point.rounds[1:] == ((280, 21), (290, 20))
     assert perf.median_round([failed, failed]).error, "no good round: the failure is the point"
     assert perf.median_round([_measured(280, 21)]).rounds == (), "one round has no spread to show"
@@ -131,7 +131,7 @@ def test_markdown_lists_every_round_and_the_order_of_protocols():
     assert "(HTTP, gRPC, then gRPC, HTTP)" in text
     failed = dataclasses.asdict(perf.median_round([_measured(300, 20), _measured(math.nan, math.nan, "exit 2")]))
     results["servers"]["ours"]["points"] = [failed]
-    assert "| 300.0 (20.0) / failed | 1 of 2 rounds failed |" in perf.markdown(results, [])
+    assert "| 300.0 (20.0) / failed | 1 of 2 rounds failed (exit 2) |" in perf.markdown(results, [])
 
 
 def test_a_point_with_some_failed_rounds_still_counts_for_the_targets():
@@ -157,12 +157,19 @@ def test_ceiling_bounds_report_the_most_ours_over_triton_can_be_and_ours_against
     assert perf.ceiling_bounds({"servers": {}}) == [], "no ceiling measured (--no-ceiling): no rows"
 
 
-def test_ceiling_section_lists_the_best_strategy_of_each_window():
-    measured = {"texts": 10, "layout": "1 thread(s) x 2 intra-op", "passes": 2, "strategies": [
-        {"window": 1, "strategy": "windows of 1: one text per run", "texts_per_s": 380.0},
-        {"window": 8, "strategy": "split A", "texts_per_s": 430.0},
-        {"window": 8, "strategy": "split B", "texts_per_s": 450.0},
-    ]}
+def test_ceiling_section_lists_the_best_strategy_of_each_window_and_its_passes():
+    best = {"8": {"strategy": "split B", "texts_per_s": 450.0, "passes_s": [0.02, 0.025, 0.0222]},
+            "1": {"strategy": "windows of 1 in arrival order, one text per run", "texts_per_s": 380.0,
+                  "passes_s": [0.025, 0.027, 0.026]}}
+    measured = {"texts": 10, "layout": "1 thread(s) x 2 intra-op", "passes": 3, "best_by_window": best,
+                "strategies": [{"window": 8, "strategy": "split A", "texts_per_s": 430.0}]}
     section = "\n".join(perf._ceiling_section(measured))
-    assert "| c=8 | 450.0 | split B |" in section and "split A" not in section
+    assert "| c=8 | 450.0 | 500.0 / 400.0 / 450.5 | split B |" in section and "split A" not in section
+    assert section.index("| c=1 |") < section.index("| c=8 |"), "windows in order of size"
     assert perf._ceiling_section(None) == []
+
+
+def test_concurrency_must_be_positive_and_is_measured_once():
+    assert perf.parse_args(["--concurrency", "8,1,8"]).concurrency == [8, 1]
+    with pytest.raises(SystemExit):
+        perf.parse_args(["--concurrency", "0,8"])
