@@ -235,7 +235,7 @@ def by_window(repository: str, model: str, texts: list[str], windows: Sequence[i
     """The offline ceiling in the server's default layout, with the model's own batching limits, when it may
     only batch within arrival windows of each size (a closed loop of C clients sending one text each holds at
     most C texts). Strategies whose batches come out the same on these texts run once. Returns every
-    strategy's row, and per window its best row and texts/s."""
+    strategy's row, and per window its best row."""
     files = locate(Path(repository), model)
     tokenizer = load_tokenizer(files.tokenizer, files.max_seq_length)
     served = layouts()[0]
@@ -257,8 +257,7 @@ def by_window(repository: str, model: str, texts: list[str], windows: Sequence[i
             if rows[-1]["texts_per_s"] > best.get(window, {}).get("texts_per_s", 0.0):
                 best[window] = rows[-1]
     return {"model": model, "layout": served.label(), "texts": len(texts), "passes": passes, "strategies": rows,
-            "best_by_window": {str(w): row for w, row in best.items()},
-            "texts_per_s_by_window": {str(w): row["texts_per_s"] for w, row in best.items()}}
+            "best_by_window": {str(w): row for w, row in best.items()}}
 
 
 def warm_encoder(files: ModelFiles, tokenizer, layout: Layout, texts: Sequence[str]) -> OnnxEncoder:

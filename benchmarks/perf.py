@@ -15,8 +15,9 @@ and every round, failed or not, is kept in the results. Prints texts/s, p50/p99 
 the results folder.
 
 Before the servers start (`--no-ceiling` skips it), the offline ceiling runs the same sentences through raw
-ONNX Runtime in the server's default layout, batching only within arrival windows of each concurrency: beside
-the targets it reports how far ours is from it and the most ours / Triton could be on this machine.
+ONNX Runtime in the server's default layout, one text per run or batches only within arrival windows of each
+concurrency's size: beside the targets it reports how far ours is from it and the most ours / Triton could be
+on this machine.
 """
 
 from __future__ import annotations
@@ -319,13 +320,13 @@ def evaluate(results: dict) -> list[Target]:
 
 
 def ceiling_bounds(results: dict) -> list[Target]:
-    """Reported, not judged: at each concurrency C, the offline ceiling batching within arrival windows of C
-    texts (what C clients sending one text each let a server hold) over Triton's texts/s, the most ours / Triton
+    """Reported, not judged: at each concurrency C, the offline ceiling running one text at a time or batches
+    within arrival windows of C texts (what C clients sending one text each let a server hold) over Triton's texts/s, the most ours / Triton
     could be on this machine, and ours against that ceiling. None without a ceiling (`--no-ceiling`)."""
-    by_window = (results.get("ceiling") or {}).get("texts_per_s_by_window") or {}
+    by_window = (results.get("ceiling") or {}).get("best_by_window") or {}
     targets = []
-    for window, bound in sorted(by_window.items(), key=lambda item: int(item[0])):
-        c = int(window)
+    for window, best in sorted(by_window.items(), key=lambda item: int(item[0])):
+        c, bound = int(window), best["texts_per_s"]
         targets += [
             Target(f"perf_analyzer c={c}: windows-of-{c} offline ceiling / Triton texts/s (the most ours / Triton "
                    "can be)", ratio(bound, point(results, "triton", c).get("texts_per_s")), INFO),
@@ -469,7 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.ceiling:
         print(f"offline ceiling on {len(sentences)} sentences, windows of {args.concurrency}", flush=True)
         results["ceiling"] = ceiling_by_window(str(args.model_repository), args.model, sentences, args.concurrency)
-        print(f"  texts/s by window: {results['ceiling']['texts_per_s_by_window']}", flush=True)
+        print("  texts/s by window: " + ", ".join(f"{w}: {row['texts_per_s']:.1f}"
+                                                  for w, row in results["ceiling"]["best_by_window"].items()),
+              flush=True)
     with tempfile.TemporaryDirectory(prefix="perf-") as work_dir:
         data = input_data(sentences, Path(work_dir) / "texts.json")
         client = Client(binary, data, args.measurement_interval, extra, csv_dir)

@@ -185,7 +185,7 @@ def _second_model(run: dict, saturated: int) -> list[Target]:
         Target(f"{name} c={saturated}: ours / best offline ceiling in the same layout ({layout})",
                ratio(throughput(run, "ours-mpnet", saturated), _best_in_layout(ceiling, layout)), INFO),
         *_window_bounds(ceiling, f"{name} ", saturated, throughput(run, "ours-mpnet", saturated)),
-        # What any HTTP server pays above the offline run through this client: the floor of the target above.
+        # What any HTTP server pays above the offline run through this client: the floor of the c=1 target.
         Target(
             f"{name} c=1: minimal ORT-in-handler server p50 - single-text ceiling p50",
             _difference(_p50(run, SECOND_MINIMAL, 1), single),

@@ -147,7 +147,7 @@ def test_ceiling_bounds_report_the_most_ours_over_triton_can_be_and_ours_against
             "ours": {"points": [_point(1, 200, 4.0), _point(8, 300, 25.0)]},
             "triton": {"points": [_point(1, 120, 7.0), _point(8, 200, 35.0)]},
         },
-        "ceiling": {"texts_per_s_by_window": {"8": 450.0, "1": 380.0}},
+        "ceiling": {"best_by_window": {"8": {"texts_per_s": 450.0}, "1": {"texts_per_s": 380.0}}},
     }
     bounds = perf.ceiling_bounds(results)
     assert [t.name.split(":")[0] for t in bounds] == ["perf_analyzer c=1"] * 2 + ["perf_analyzer c=8"] * 2
