@@ -11,8 +11,8 @@ Each server is started alone on a repository holding only the model (the benchma
 on the same server, in `--rounds` rounds whose order alternates (HTTP, gRPC, then gRPC, HTTP, ...), so that
 neither protocol always runs first on a machine whose speed drifts; a point is the median of its good rounds,
 and every round, failed or not, is kept in the results. Prints texts/s, p50/p99 per point, issue 15's ratios
-(ours vs Triton, HTTP) and issue 17's (our gRPC vs our HTTP), and writes `perf_analyzer_<model>.{json,md}` to
-the results folder.
+(ours vs Triton, HTTP) and issue 17's (our gRPC vs our HTTP, with Triton's own gRPC vs HTTP beside it, reported),
+and writes `perf_analyzer_<model>.{json,md}` to the results folder.
 
 Before the servers start (`--no-ceiling` skips it), the offline ceiling runs the same sentences through raw
 ONNX Runtime in the server's default layout, one text per run or batches only within arrival windows of each
@@ -337,22 +337,33 @@ def ceiling_bounds(results: dict) -> list[Target]:
 
 
 def grpc_targets(results: dict) -> list[Target]:
-    """Issue 17's: our gRPC at least as fast as our HTTP at every concurrency, and a lone request's p50 lower.
-    None when no gRPC point was measured (`--protocols http`)."""
-    points = (results.get("servers", {}).get("ours") or {}).get("points", [])
+    """Issue 17's: our gRPC at least as fast as our HTTP at every concurrency, and a lone request's p50 lower;
+    beside them, reported and not judged, the same two comparisons on Triton itself, measured the same way in
+    the same run. None when no gRPC point was measured (`--protocols http`)."""
+    ours = _protocol_rows(results, "ours", "ours", 1.0, 0.0)
+    if not ours:
+        return []
+    return ours + _protocol_rows(results, "triton", "Triton", INFO, INFO, " (the same comparison on Triton)")
+
+
+def _protocol_rows(results: dict, server: str, label: str, ratio_threshold: float, p50_threshold: float,
+                   note: str = "") -> list[Target]:
+    """`server`'s gRPC / HTTP texts/s at each concurrency and its c=1 gRPC p50 - HTTP p50, named with `label`
+    and `note`; [] without gRPC points."""
+    points = (results.get("servers", {}).get(server) or {}).get("points", [])
     if not any(p.get("protocol") == "grpc" for p in points):
         return []
     concurrencies = sorted({p["concurrency"] for p in points})
     targets = [
-        Target(f"perf_analyzer c={c}: ours gRPC / HTTP texts/s",
-               ratio(point(results, "ours", c, "grpc").get("texts_per_s"),
-                     point(results, "ours", c).get("texts_per_s")), 1.0)
+        Target(f"perf_analyzer c={c}: {label} gRPC / HTTP texts/s{note}",
+               ratio(point(results, server, c, "grpc").get("texts_per_s"),
+                     point(results, server, c).get("texts_per_s")), ratio_threshold)
         for c in concurrencies
     ]
-    grpc_p50, http_p50 = point(results, "ours", 1, "grpc").get("p50_ms"), point(results, "ours", 1).get("p50_ms")
-    targets.append(Target("perf_analyzer c=1: ours gRPC p50 - HTTP p50",
-                          math.nan if grpc_p50 is None or http_p50 is None else grpc_p50 - http_p50, 0.0, True,
-                          "ms"))
+    grpc_p50, http_p50 = point(results, server, 1, "grpc").get("p50_ms"), point(results, server, 1).get("p50_ms")
+    targets.append(Target(f"perf_analyzer c=1: {label} gRPC p50 - HTTP p50{note}",
+                          math.nan if grpc_p50 is None or http_p50 is None else grpc_p50 - http_p50,
+                          p50_threshold, True, "ms"))
     return targets
 
 

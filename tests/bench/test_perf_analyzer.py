@@ -94,6 +94,27 @@ def test_grpc_targets_are_ratios_to_our_http_on_the_same_server():
         "the HTTP targets read HTTP points only"
 
 
+def test_triton_gRPC_against_its_own_HTTP_is_reported_beside_ours_not_judged():
+    def both(c, http, grpc, http_p50, grpc_p50):
+        return [_point(c, http, http_p50), {**_point(c, grpc, grpc_p50), "protocol": "grpc"}]
+
+    ours = [*both(1, 380, 400, 2.5, 2.4), *both(64, 730, 740, 84, 80)]
+    triton = [*both(1, 200, 170, 4.5, 5.2), *both(64, 275, 287, 228, 218)]
+    results = {"servers": {"ours": {"points": ours}, "triton": {"points": triton}}}
+    targets = {t.name: t for t in perf.evaluate(results)}
+    c1 = targets["perf_analyzer c=1: Triton gRPC / HTTP texts/s (the same comparison on Triton)"]
+    assert c1.value == pytest.approx(170 / 200) and c1.verdict == "info"
+    c64 = targets["perf_analyzer c=64: Triton gRPC / HTTP texts/s (the same comparison on Triton)"]
+    assert c64.value == pytest.approx(287 / 275) and c64.verdict == "info"
+    p50 = targets["perf_analyzer c=1: Triton gRPC p50 - HTTP p50 (the same comparison on Triton)"]
+    assert p50.value == pytest.approx(0.7) and p50.verdict == "info"
+    assert targets["perf_analyzer c=1: ours gRPC / HTTP texts/s"].verdict == "PASS", "ours is still judged"
+    http_only = {"servers": {"ours": {"points": ours[::2]}, "triton": {"points": triton}}}
+    assert not [t for t in perf.evaluate(http_only) if "gRPC" in t.name], "no gRPC rows when ours ran HTTP only"
+    no_triton_grpc = {"servers": {"ours": {"points": ours}, "triton": {"points": triton[::2]}}}
+    assert not [t for t in perf.evaluate(no_triton_grpc) if "Triton gRPC" in t.name]
+
+
 def _measured(texts, p50, error=""):
     return perf.PerfPoint(8, texts, p50, 2 * p50, 270.0 + texts / 100, 190.0, error, "grpc")
 
