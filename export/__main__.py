@@ -15,7 +15,7 @@ from pathlib import Path
 from server.config import from_arguments
 from server.repository import FP32, PRECISIONS
 
-from .config import DEFAULT_REPOSITORY, ExportConfig
+from .config import DEFAULT_REPOSITORY, INT8_ACTIVATIONS, PER_TOKEN, ExportConfig
 from .errors import ExportError, InputError
 
 EXIT_INTERRUPTED = 130
@@ -69,6 +69,14 @@ def _how_to_verify(p: argparse.ArgumentParser) -> None:
         "--optimize",
         action="store_true",
         help="publish the fp32 graph after ORT transformers-optimizer fusions (verified the same way)",
+    )
+    p.add_argument(
+        "--int8-activations",
+        choices=INT8_ACTIVATIONS,
+        default=PER_TOKEN,
+        help="int8 activation scales: one per token, so that a text's vector does not depend on the texts "
+        "batched with it, or one per tensor, shared by the whole batch (faster, but a text's vector moves with "
+        "its neighbours) (default: %(default)s)",
     )
     p.add_argument(
         "--sts-data",

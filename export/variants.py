@@ -1,4 +1,5 @@
-"""Graphs derived from the verified fp32 export: ORT-optimized fp32, fp16 for GPUs, dynamic int8 for CPUs.
+"""Graphs derived from the verified fp32 export: ORT-optimized fp32, fp16 for GPUs, dynamic int8 for CPUs
+(per-token activation scales, `per_token.py`, so that batching does not change a text's vector).
 
 The pooling/Dense/Normalize head is never touched: the encoder (graph inputs → token_embeddings) is split
 off, transformed, and joined back in front of the original fp32 head.
@@ -12,7 +13,9 @@ from pathlib import Path
 import onnx
 
 from . import onnx_graph
+from .config import PER_TENSOR, PER_TOKEN
 from .logs import quiet
+from .per_token import per_token_activations
 from .source import SourceModel
 
 FP16_KEEP_FP32_OPS = (
@@ -79,22 +82,33 @@ class Int8Settings:
     op_types: tuple[str, ...]
     reduce_range: bool = False
     weight_type: str = "QInt8"
+    activations: str = PER_TOKEN
 
     def as_dict(self) -> dict:
         return {
-            "method": "onnxruntime.quantization.quantize_dynamic",
+            "method": "onnxruntime.quantization.quantize_dynamic"
+            + (" + per-token activation scales" if self.activations == PER_TOKEN else ""),
             **asdict(self),
             "op_types": list(self.op_types),
         }
 
 
-# Tried in order; the first one that meets the STS gate is published (smallest and most accurate first).
-INT8_CANDIDATES = (
-    Int8Settings(per_channel=True, op_types=("MatMul", "Gather")),
-    Int8Settings(per_channel=False, op_types=("MatMul", "Gather")),
-    Int8Settings(per_channel=True, op_types=("MatMul",)),
-    Int8Settings(per_channel=False, op_types=("MatMul",)),
+# Weight settings tried in order; the first one that meets the STS gate is published (smallest and most accurate
+# first).
+_WEIGHTS = (
+    (True, ("MatMul", "Gather")),
+    (False, ("MatMul", "Gather")),
+    (True, ("MatMul",)),
+    (False, ("MatMul",)),
 )
+
+
+def int8_candidates(activations: str) -> tuple[Int8Settings, ...]:
+    """The settings the export tries, in order, for `activations` (PER_TOKEN or PER_TENSOR)."""
+    if activations not in (PER_TOKEN, PER_TENSOR):
+        raise ValueError(f"int8 activations must be {PER_TOKEN!r} or {PER_TENSOR!r}, not {activations!r}")
+    return tuple(Int8Settings(per_channel=per_channel, op_types=op_types, activations=activations)
+                 for per_channel, op_types in _WEIGHTS)
 
 
 def quantize_int8(model_path: Path, output: Path, settings: Int8Settings) -> None:
@@ -109,3 +123,7 @@ def quantize_int8(model_path: Path, output: Path, settings: Int8Settings) -> Non
             reduce_range=settings.reduce_range,
             weight_type=QuantType[settings.weight_type],
         )
+    if settings.activations == PER_TOKEN:
+        model = onnx.load(str(output))
+        per_token_activations(model)
+        onnx.save(model, str(output))
