@@ -339,17 +339,17 @@ def ceiling_bounds(results: dict) -> list[Target]:
 def grpc_targets(results: dict) -> list[Target]:
     """Issue 17's: our gRPC at least as fast as our HTTP at every concurrency, and a lone request's p50 lower;
     beside them, reported and not judged, the same two comparisons on Triton itself, measured the same way in
-    the same run. None when no gRPC point was measured (`--protocols http`)."""
-    ours = _protocol_rows(results, "ours", "ours", 1.0, 0.0)
+    the same run. No rows when no gRPC point was measured (`--protocols http`)."""
+    ours = _protocol_rows(results, "ours", "ours", judged=True)
     if not ours:
         return []
-    return ours + _protocol_rows(results, "triton", "Triton", INFO, INFO, " (the same comparison on Triton)")
+    triton = _protocol_rows(results, "triton", "Triton", judged=False, note=" (the same comparison on Triton)")
+    return ours + triton
 
 
-def _protocol_rows(results: dict, server: str, label: str, ratio_threshold: float, p50_threshold: float,
-                   note: str = "") -> list[Target]:
+def _protocol_rows(results: dict, server: str, label: str, *, judged: bool, note: str = "") -> list[Target]:
     """`server`'s gRPC / HTTP texts/s at each concurrency and its c=1 gRPC p50 - HTTP p50, named with `label`
-    and `note`; [] without gRPC points."""
+    and `note`; judged (gRPC at least as fast, p50 not higher) or reported only; [] without gRPC points."""
     points = (results.get("servers", {}).get(server) or {}).get("points", [])
     if not any(p.get("protocol") == "grpc" for p in points):
         return []
@@ -357,13 +357,13 @@ def _protocol_rows(results: dict, server: str, label: str, ratio_threshold: floa
     targets = [
         Target(f"perf_analyzer c={c}: {label} gRPC / HTTP texts/s{note}",
                ratio(point(results, server, c, "grpc").get("texts_per_s"),
-                     point(results, server, c).get("texts_per_s")), ratio_threshold)
+                     point(results, server, c).get("texts_per_s")), 1.0 if judged else INFO)
         for c in concurrencies
     ]
     grpc_p50, http_p50 = point(results, server, 1, "grpc").get("p50_ms"), point(results, server, 1).get("p50_ms")
     targets.append(Target(f"perf_analyzer c=1: {label} gRPC p50 - HTTP p50{note}",
                           math.nan if grpc_p50 is None or http_p50 is None else grpc_p50 - http_p50,
-                          p50_threshold, True, "ms"))
+                          0.0 if judged else INFO, True, "ms"))
     return targets
 
 

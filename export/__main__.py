@@ -75,8 +75,8 @@ def _how_to_verify(p: argparse.ArgumentParser) -> None:
         choices=INT8_ACTIVATIONS,
         default=PER_TOKEN,
         help="int8 activation scales: one per token, so that a text's vector does not depend on the texts "
-        "batched with it, or one per tensor, shared by the whole batch (faster, but a text's vector moves with "
-        "its neighbours) (default: %(default)s)",
+        "batched with it, or one per tensor, shared by the whole batch (faster, but a text's vector moves "
+        "with its neighbours) (default: %(default)s)",
     )
     p.add_argument(
         "--sts-data",

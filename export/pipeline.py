@@ -21,7 +21,7 @@ from server.repository import (
 )
 
 from . import onnx_graph, publish, report, source, tokenizer, verify
-from .config import ExportConfig, default_sts_data
+from .config import INT8_ACTIVATIONS, ExportConfig, default_sts_data
 from .errors import InputError
 from .logs import log
 from .source import SourceModel
@@ -65,6 +65,9 @@ def plan(config: ExportConfig) -> Plan:
         )
     if config.version < 1:
         raise InputError(f"--version must be a positive integer, not {config.version}")
+    if config.int8_activations not in INT8_ACTIVATIONS:
+        raise InputError(f"--int8-activations must be one of {', '.join(INT8_ACTIVATIONS)}, "
+                         f"not {config.int8_activations!r}")
     if config.repository.exists() and not config.repository.is_dir():
         raise InputError(f"model repository {config.repository} is not a directory")
     reference, path = source.resolve_source(config.source)

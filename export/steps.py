@@ -11,7 +11,7 @@ import numpy as np
 from server.repository import FP16, FP32, MODEL_FILE, TOKENIZER_FILE
 
 from . import onnx_graph, report, variants, verify
-from .errors import VerificationError
+from .errors import InputError, VerificationError
 from .logs import log
 
 if TYPE_CHECKING:
@@ -121,7 +121,13 @@ class Steps:
         for settings in variants.int8_candidates(self.plan.config.int8_activations):
             log.info("quantizing to int8 (%s activations, per_channel=%s, ops=%s)", settings.activations,
                      settings.per_channel, "+".join(settings.op_types))
-            variants.quantize_int8(fp32_dir / MODEL_FILE, directory / MODEL_FILE, settings)
+            try:
+                variants.quantize_int8(fp32_dir / MODEL_FILE, directory / MODEL_FILE, settings)
+            except ValueError as exc:  # a graph the per-token pass does not know
+                raise InputError(
+                    f"int8 with {settings.activations} activations: {exc}; "
+                    "--int8-activations per-tensor publishes quantize_dynamic's own graph"
+                ) from exc
             embed = self.embedder(directory)
             spearman = verify.sts_spearman(embed, data, desc="STS-B int8")
             drop = baseline - spearman

@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 
 from . import onnx_graph
-from .config import PER_TENSOR, PER_TOKEN
+from .config import INT8_ACTIVATIONS, PER_TOKEN
 from .logs import quiet
 from .per_token import per_token_activations
 from .source import SourceModel
@@ -93,8 +93,8 @@ class Int8Settings:
         }
 
 
-# Weight settings tried in order; the first one that meets the STS gate is published (smallest and most accurate
-# first).
+# Weight settings tried in order; the first one that meets the STS gate is published (smallest and most
+# accurate first).
 _WEIGHTS = (
     (True, ("MatMul", "Gather")),
     (False, ("MatMul", "Gather")),
@@ -105,10 +105,12 @@ _WEIGHTS = (
 
 def int8_candidates(activations: str) -> tuple[Int8Settings, ...]:
     """The settings the export tries, in order, for `activations` (PER_TOKEN or PER_TENSOR)."""
-    if activations not in (PER_TOKEN, PER_TENSOR):
-        raise ValueError(f"int8 activations must be {PER_TOKEN!r} or {PER_TENSOR!r}, not {activations!r}")
-    return tuple(Int8Settings(per_channel=per_channel, op_types=op_types, activations=activations)
-                 for per_channel, op_types in _WEIGHTS)
+    if activations not in INT8_ACTIVATIONS:
+        raise ValueError(f"int8 activations must be one of {', '.join(INT8_ACTIVATIONS)}: {activations!r}")
+    return tuple(
+        Int8Settings(per_channel=per_channel, op_types=op_types, activations=activations)
+        for per_channel, op_types in _WEIGHTS
+    )
 
 
 def quantize_int8(model_path: Path, output: Path, settings: Int8Settings) -> None:

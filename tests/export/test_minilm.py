@@ -66,8 +66,8 @@ def test_int8_is_close_to_fp32(minilm_repository, st_minilm):
 
 
 def test_int8_vector_of_a_text_does_not_depend_on_its_batch_neighbours(minilm_repository):
-    """Per-token activation scales: a text batched with a long text (and padded to its length) gets the vector it
-    gets alone. (Per-tensor dynamic int8 gave cosines of 0.98-0.998 here.)"""
+    """Per-token activation scales: a text batched with a long text (and padded to its length) gets the vector
+    it gets alone. (Per-tensor dynamic int8 gave cosines of 0.98-0.998 on these texts.)"""
     batched, single = batched_and_single(minilm_repository / INT8 / "1", TEXTS)
     assert cosines(batched, single).min() >= 0.99999
     recorded = report(minilm_repository, INT8)["parity"]["int8-one-text-per-run"]
