@@ -18,45 +18,42 @@ from export.per_token import DYNAMIC_QUANTIZE, per_token_activations
 HIDDEN, INNER = 32, 64
 
 
-def _fp32_graph(path: Path, seed: int) -> Path:
-    """x [b, t, 32] -> MatMul 32x64 -> Relu -> MatMul 64x32 -> y: the shape of an encoder's FFN."""
+def _save_graph(path: Path, seed: int, nodes: list, weights: dict[str, tuple[int, int]], width: int) -> Path:
+    """x [b, t, 32] through `nodes` to y [b, t, `width`], with random weights of the given shapes, opset 18."""
     rng = np.random.default_rng(seed)
-    first = numpy_helper.from_array(rng.normal(0, 0.2, (HIDDEN, INNER)).astype(np.float32), "w1")
-    second = numpy_helper.from_array(rng.normal(0, 0.2, (INNER, HIDDEN)).astype(np.float32), "w2")
+    initializers = [
+        numpy_helper.from_array(rng.normal(0, 0.2, shape).astype(np.float32), name)
+        for name, shape in weights.items()
+    ]
     graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "w1"], ["h"]),
-            helper.make_node("Relu", ["h"], ["r"]),
-            helper.make_node("MatMul", ["r", "w2"], ["y"]),
-        ],
-        "ffn",
+        nodes,
+        path.stem,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", HIDDEN])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", HIDDEN])],
-        [first, second],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", width])],
+        initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
-    onnx.save(model, str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(path))
     return path
+
+
+def _fp32_graph(path: Path, seed: int) -> Path:
+    """x -> MatMul 32x64 -> Relu -> MatMul 64x32 -> y: the shape of an encoder's FFN."""
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    return _save_graph(path, seed, nodes, {"w1": (HIDDEN, INNER), "w2": (INNER, HIDDEN)}, HIDDEN)
 
 
 def _shared_input_graph(path: Path, seed: int) -> Path:
     """x -> two MatMuls 32x64, added: one quantizer feeding two MatMuls, as Q, K and V share one."""
-    rng = np.random.default_rng(seed)
-    wide = numpy_helper.from_array(rng.normal(0, 0.2, (HIDDEN, INNER)).astype(np.float32), "wide")
-    narrow = numpy_helper.from_array(rng.normal(0, 0.2, (HIDDEN, INNER)).astype(np.float32), "narrow")
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "wide"], ["a"]),
-            helper.make_node("MatMul", ["x", "narrow"], ["b"]),
-            helper.make_node("Add", ["a", "b"], ["y"]),
-        ],
-        "shared",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", HIDDEN])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", INNER])],
-        [wide, narrow],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(path))
-    return path
+    nodes = [
+        helper.make_node("MatMul", ["x", "wide"], ["a"]),
+        helper.make_node("MatMul", ["x", "narrow"], ["b"]),
+        helper.make_node("Add", ["a", "b"], ["y"]),
+    ]
+    return _save_graph(path, seed, nodes, {"wide": (HIDDEN, INNER), "narrow": (HIDDEN, INNER)}, INNER)
 
 
 def _per_tensor_model(tmp_path: Path, fp32: Path) -> onnx.ModelProto:
