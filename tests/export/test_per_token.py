@@ -19,7 +19,7 @@ HIDDEN, INNER = 32, 64
 
 
 def _save_graph(path: Path, seed: int, nodes: list, weights: dict[str, tuple[int, int]], width: int) -> Path:
-    """x [b, t, 32] through `nodes` to y [b, t, `width`], with random weights of the given shapes, opset 18."""
+    """x [b, t, 32] through `nodes` to y [b, t, `width`], with random weights of these shapes, opset 18."""
     rng = np.random.default_rng(seed)
     initializers = [
         numpy_helper.from_array(rng.normal(0, 0.2, shape).astype(np.float32), name)
