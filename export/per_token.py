@@ -42,6 +42,10 @@ _LEVELS, _TINY, _AXES, _ZERO, _ONE = (
 )
 
 
+class UnknownGraphError(ValueError):
+    """The graph around a quantizer is not the one `quantize_dynamic` builds: this pass leaves it alone."""
+
+
 @dataclass(frozen=True)
 class _Product:
     """One quantized MatMul as `quantize_dynamic` builds it: MatMulInteger -> Cast -> Mul(result, combined),
@@ -70,7 +74,7 @@ class _Graph:
     def only_consumer(self, name: str, op_type: str) -> onnx.NodeProto:
         found = self.consumers.get(name, [])
         if len(found) != 1 or found[0].op_type != op_type or name in self.outputs:
-            raise ValueError(
+            raise UnknownGraphError(
                 f"{name} feeds {[n.op_type for n in found]}, not one {op_type}: not quantize_dynamic's graph"
             )
         return found[0]
@@ -79,9 +83,9 @@ class _Graph:
 def per_token_activations(model: onnx.ModelProto) -> int:
     """Rewrite `model` in place: every `DynamicQuantizeLinear` becomes per-token quantization and every
     MatMul it feeds a MatMulIntegerToFloat times the per-token scale. Returns how many quantizers were
-    rewritten. Raises ValueError, leaving `model` unchanged, on a graph that is not `quantize_dynamic`'s
-    pattern around each quantizer, on a default opset below 18, or when this pass's constant names are
-    taken."""
+    rewritten. Raises UnknownGraphError, leaving `model` unchanged, on a graph that is not
+    `quantize_dynamic`'s pattern around each quantizer, on a default opset below 18, or when this pass's
+    constant names are taken."""
     graph = model.graph
     quantizers = [node for node in graph.node if node.op_type == DYNAMIC_QUANTIZE]
     if not quantizers:
@@ -113,21 +117,23 @@ def per_token_activations(model: onnx.ModelProto) -> int:
 def _check_opsets_and_names(model: onnx.ModelProto) -> None:
     default = next((e.version for e in model.opset_import if e.domain in ("", "ai.onnx")), None)
     if default is not None and default < LOWEST_OPSET:
-        raise ValueError(f"opset {default} is below {LOWEST_OPSET}: export the fp32 graph at a later opset")
+        raise UnknownGraphError(
+            f"opset {default} is below {LOWEST_OPSET}: export the fp32 graph at a later opset"
+        )
     names = {init.name for init in model.graph.initializer}
     names |= {name for node in model.graph.node for name in node.output}
     taken = names & {_LEVELS, _TINY, _AXES, _ZERO, _ONE}
     if taken:
-        raise ValueError(f"the graph already holds {sorted(taken)}: quantized per token before?")
+        raise UnknownGraphError(f"the graph already holds {sorted(taken)}: quantized per token before?")
 
 
 def _products_of(index: _Graph, quantizer: onnx.NodeProto) -> list[_Product]:
     """The MatMuls `quantizer` feeds, checked to be exactly quantize_dynamic's pattern around it."""
     if len(quantizer.output) != 3 or not all(quantizer.output):
-        raise ValueError(f"{quantizer.name}: a DynamicQuantizeLinear without its three outputs")
+        raise UnknownGraphError(f"{quantizer.name}: a DynamicQuantizeLinear without its three outputs")
     quantized, scale, zero_point = quantizer.output
     if {quantized, scale, zero_point} & index.outputs:
-        raise ValueError(f"{quantizer.name}: an output of the quantizer is a graph output")
+        raise UnknownGraphError(f"{quantizer.name}: an output of the quantizer is a graph output")
     integers = index.consumers.get(quantized, [])
     if not integers or any(
         n.op_type != "MatMulInteger"
@@ -136,12 +142,16 @@ def _products_of(index: _Graph, quantizer: onnx.NodeProto) -> list[_Product]:
         or n.input[2] != zero_point
         for n in integers
     ):
-        raise ValueError(f"{quantized} does not feed MatMulIntegers as their input A, with its zero point")
+        raise UnknownGraphError(
+            f"{quantized} does not feed MatMulIntegers as their input A, with its zero point"
+        )
     if {n.output[0] for n in index.consumers.get(zero_point, [])} != {n.output[0] for n in integers}:
-        raise ValueError(f"activation zero point {zero_point} feeds other nodes than its MatMulIntegers")
+        raise UnknownGraphError(
+            f"activation zero point {zero_point} feeds other nodes than its MatMulIntegers"
+        )
     products = [_product(index, integer, scale) for integer in integers]
     if len(index.consumers.get(scale, [])) != len(products):
-        raise ValueError(f"activation scale {scale} feeds other nodes than its MatMuls' rescaling")
+        raise UnknownGraphError(f"activation scale {scale} feeds other nodes than its MatMuls' rescaling")
     return products
 
 
@@ -150,16 +160,16 @@ def _product(index: _Graph, integer: onnx.NodeProto, scale: str) -> _Product:
     cast = index.only_consumer(integer.output[0], "Cast")
     to = next((helper.get_attribute_value(a) for a in cast.attribute if a.name == "to"), None)
     if to != TensorProto.FLOAT:
-        raise ValueError(f"{cast.name} does not cast to float")
+        raise UnknownGraphError(f"{cast.name} does not cast to float")
     rescale = index.only_consumer(cast.output[0], "Mul")
     others = [name for name in rescale.input if name != cast.output[0]]
     combined = index.producer.get(others[0]) if len(others) == 1 else None
     if combined is None or combined.op_type != "Mul" or scale not in combined.input:
-        raise ValueError(f"{rescale.name} does not multiply by activation scale x weight scales")
+        raise UnknownGraphError(f"{rescale.name} does not multiply by activation scale x weight scales")
     index.only_consumer(combined.output[0], "Mul")
     weights = [name for name in combined.input if name != scale]
     if len(weights) != 1 or weights[0] not in index.initializers:
-        raise ValueError(f"{combined.name}: the weight scales are not a constant")
+        raise UnknownGraphError(f"{combined.name}: the weight scales are not a constant")
     return _Product(integer, cast, rescale, combined, scale, weights[0])
 
 
@@ -170,10 +180,10 @@ def _hidden_sizes(index: _Graph, products: list[_Product]) -> dict[str, int]:
     for product in products:
         weight = index.initializers.get(product.integer.input[1])
         if weight is None or len(weight.dims) != 2:
-            raise ValueError(f"{product.integer.name}: weights are not a constant matrix")
+            raise UnknownGraphError(f"{product.integer.name}: weights are not a constant matrix")
         quantized = product.integer.input[0]
         if hidden.setdefault(quantized, int(weight.dims[0])) != weight.dims[0]:
-            raise ValueError(f"{quantized} feeds MatMuls of different input sizes")
+            raise UnknownGraphError(f"{quantized} feeds MatMuls of different input sizes")
     return hidden
 
 

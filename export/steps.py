@@ -11,6 +11,7 @@ import numpy as np
 from server.repository import FP16, FP32, MODEL_FILE, TOKENIZER_FILE
 
 from . import onnx_graph, report, variants, verify
+from .per_token import UnknownGraphError
 from .errors import InputError, VerificationError
 from .logs import log
 
@@ -123,7 +124,7 @@ class Steps:
                      settings.per_channel, "+".join(settings.op_types))
             try:
                 variants.quantize_int8(fp32_dir / MODEL_FILE, directory / MODEL_FILE, settings)
-            except ValueError as exc:  # a graph the per-token pass does not know
+            except UnknownGraphError as exc:
                 raise InputError(
                     f"int8 with {settings.activations} activations: {exc}; "
                     "--int8-activations per-tensor publishes quantize_dynamic's own graph"
