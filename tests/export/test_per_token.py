@@ -249,3 +249,23 @@ def test_an_unknown_activation_kind_is_refused_before_any_work():
 
     with pytest.raises(InputError, match="--int8-activations"):
         plan(ExportConfig(int8_activations="per-row"))
+
+
+def test_a_graph_the_pass_refuses_stops_the_export(tiny_bert, tmp_path, capsys, monkeypatch):
+    from export.__main__ import main
+    from export.per_token import UnknownGraphError
+
+    from .helpers import loadable
+
+    def refuse(model):
+        raise UnknownGraphError("not quantize_dynamic's graph")
+
+    monkeypatch.setattr(variants, "per_token_activations", refuse)
+    repository = tmp_path / "models"
+    assert (
+        main(["--model", str(tiny_bert), "--repository", str(repository), "--precision", "fp32", "int8"]) == 2
+    )
+    error = capsys.readouterr().err
+    assert "int8 with per-token activations: not quantize_dynamic's graph" in error
+    assert "--int8-activations per-tensor" in error
+    assert loadable(repository) == {}, "nothing published, not even the fp32 model"
