@@ -46,7 +46,7 @@ from benchmarks.corpus import DEFAULT_TSV, read_sentences
 from benchmarks.onnx_model import locate
 from benchmarks.resources import Sampler
 from benchmarks.stats import ratio
-from benchmarks.targets import INFO, Target
+from benchmarks.targets import INFO, Target, difference
 from server.repository import TEXT_INPUT
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -309,7 +309,7 @@ def evaluate(results: dict) -> list[Target]:
         Target("perf_analyzer c=8: ours / Triton texts/s", speedup(8), 2.0),
         Target(
             "perf_analyzer c=1: ours p50 - Triton p50",
-            math.nan if ours_p50 is None or triton_p50 is None else ours_p50 - triton_p50,
+            difference(ours_p50, triton_p50),
             0.0,
             True,
             "ms",
@@ -362,7 +362,7 @@ def _protocol_rows(results: dict, server: str, label: str, *, judged: bool, note
     ]
     grpc_p50, http_p50 = point(results, server, 1, "grpc").get("p50_ms"), point(results, server, 1).get("p50_ms")
     targets.append(Target(f"perf_analyzer c=1: {label} gRPC p50 - HTTP p50{note}",
-                          math.nan if grpc_p50 is None or http_p50 is None else grpc_p50 - http_p50,
+                          difference(grpc_p50, http_p50),
                           0.0 if judged else INFO, True, "ms"))
     return targets
 

@@ -104,7 +104,7 @@ def _default_layout(run: dict, saturated: int) -> list[Target]:
     return [
         Target(
             "c=1: ours p50 - minimal ORT-in-handler server p50 (ort-minimal)",
-            _difference(_p50(run, "ours", 1), _p50(run, "ort-minimal", 1)),
+            difference(_p50(run, "ours", 1), _p50(run, "ort-minimal", 1)),
             0.5,
             True,
             "ms",
@@ -174,7 +174,7 @@ def _second_model(run: dict, saturated: int) -> list[Target]:
         ),
         Target(
             f"{name} c=1: ours p50 - single-text ceiling p50 ({layout})",
-            _difference(_p50(run, "ours-mpnet", 1), single),
+            difference(_p50(run, "ours-mpnet", 1), single),
             0.5,
             True,
             "ms",
@@ -188,14 +188,14 @@ def _second_model(run: dict, saturated: int) -> list[Target]:
         # What any HTTP server pays above the offline run through this client: the floor of the c=1 target.
         Target(
             f"{name} c=1: minimal ORT-in-handler server p50 - single-text ceiling p50",
-            _difference(_p50(run, SECOND_MINIMAL, 1), single),
+            difference(_p50(run, SECOND_MINIMAL, 1), single),
             INFO,
             True,
             "ms",
         ),
         Target(
             f"{name} c=1: ours p50 - minimal ORT-in-handler server p50 ({SECOND_MINIMAL})",
-            _difference(_p50(run, "ours-mpnet", 1), _p50(run, SECOND_MINIMAL, 1)),
+            difference(_p50(run, "ours-mpnet", 1), _p50(run, SECOND_MINIMAL, 1)),
             INFO,
             True,
             "ms",
@@ -220,7 +220,8 @@ def _number(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _difference(a: float | None, b: float | None) -> float:
+def difference(a: float | None, b: float | None) -> float:
+    """a - b, NaN (not measured) when either is missing."""
     return math.nan if a is None or b is None else a - b
 
 
