@@ -3,7 +3,9 @@ Pure functions and one frozen policy object (`BatchingPolicy`): no clock, no thr
 
 Rounds: the inference threads take queued work a round at a time. A round gives each queued request, in
 arrival order, a turn of at most one batch's worth of its texts, and goes round again until the round is
-full, so a 1-text request queued behind a 2048-text one runs in the next round, not after all of it.
+full, so a 1-text request queued behind a 2048-text one runs in the next round, not after all of it. A
+request's turns take its texts shortest first (`turn_order`), so each turn's texts are of like lengths and
+a round splits into few, well-filled batches, as if the whole request had been sorted at once.
 
 A batch fed to ONNX Runtime is one rectangular tensor padded to its longest text, so its cost is
 about `overhead + count x longest` token-steps. Sorting the queued texts by length and cutting the
@@ -69,6 +71,12 @@ def padded_tokens(lengths: Sequence[int]) -> int:
     return len(lengths) * max(lengths, default=0)
 
 
+def turn_order(lengths: Sequence[int]) -> np.ndarray:
+    """The order in which a request's texts (given by their token lengths) go into its turns: shortest first,
+    ties in arrival order. A turn is then a run of like lengths, which pads little however the round falls."""
+    return np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+
+
 def fair_round(
     pending: Sequence[Sequence[int]],
     *,
@@ -117,8 +125,9 @@ def _turn(lengths: Sequence[int], start: int, room_texts: int, room_tokens: int,
 @dataclass(frozen=True)
 class BatchingPolicy:
     """The whole batching policy of a model, pure (no clock, no threads): when a round is taken (`wait_s`, the
-    batching window), how much of each queued request it takes (`shares`, fair turns of at most one batch), and
-    how the round is split into runs (`split`). The work queue and the dispatcher only ask it."""
+    batching window), in which order a request's texts are taken (`turn_order`), how many of each queued
+    request a round takes (`shares`, fair turns of at most one batch), and how the round is split into runs
+    (`split`). The work queue and the dispatcher only ask it."""
 
     max_batch_size: int
     max_batch_tokens: int
@@ -144,9 +153,13 @@ class BatchingPolicy:
             return 0.0
         return max(0.0, self.max_queue_delay_s - oldest_waited_s)
 
+    def turn_order(self, lengths: Sequence[int]) -> np.ndarray:
+        """The order in which a request's texts are taken into rounds (see `turn_order`)."""
+        return turn_order(lengths)
+
     def shares(self, pending: Sequence[Sequence[int]]) -> list[int]:
-        """How many texts each pending request (its untaken texts' token lengths, in arrival order) gives to the
-        next round."""
+        """How many texts each pending request (the token lengths of its untaken texts, in `turn_order`;
+        requests in arrival order) gives to the next round."""
         return fair_round(pending, max_texts=self.round_items, max_tokens=self.round_tokens,
                           turn_texts=self.max_batch_size, turn_tokens=self.max_batch_tokens)
 

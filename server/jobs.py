@@ -40,7 +40,8 @@ class Job:
     compute_infer_ns: int = 0
     compute_output_ns: int = 0
     settled: bool = False
-    taken: int = 0  # texts handed to rounds so far (rounds take a request's texts in order)
+    taken: int = 0  # texts handed to rounds so far, in `order`
+    order: np.ndarray | None = None  # the text indexes in the order rounds take them (the queue sets it)
 
     def __post_init__(self) -> None:
         self.remaining = len(self.sequences)

@@ -57,8 +57,9 @@ class WorkQueue:
 
         `policy.wait_s` says when to take (at once, or after the batching window unless a round's worth of texts
         is queued first), `policy.shares` how many texts of each queued job the round takes (every job gets
-        turns, oldest first). Jobs may be discarded (their clients went away) during the wait; the policy is
-        then asked again about what is left. A closing queue hands out what it holds without waiting.
+        turns, oldest first), `policy.turn_order` which of a job's texts come first. Jobs may be
+        discarded (their clients went away) during the wait; the policy is then asked again about what is
+        left. A closing queue hands out what it holds without waiting.
         """
         with self._cond:
             while True:
@@ -75,10 +76,13 @@ class WorkQueue:
     def _take_round(self, policy: BatchingPolicy) -> list[Item]:
         """Called with the lock held: at most `round_items` requests can have a turn in one round."""
         jobs = list(itertools.islice(self._jobs, policy.round_items))
-        shares = policy.shares([job.lengths[job.taken:] for job in jobs])
+        for job in jobs:
+            if job.order is None:
+                job.order = policy.turn_order(job.lengths)
+        shares = policy.shares([job.lengths[job.order[job.taken:]] for job in jobs])
         items: list[Item] = []
         for job, share in zip(jobs, shares):
-            items += [(job, index) for index in range(job.taken, job.taken + share)]
+            items += [(job, int(index)) for index in job.order[job.taken:job.taken + share]]
             self._waiting -= job.taken == 0 and share > 0
             job.taken += share
         if any(job.taken == len(job.sequences) for job in jobs):

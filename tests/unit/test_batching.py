@@ -1,5 +1,6 @@
 import random
 
+import numpy as np
 import pytest
 
 from server.batching import padded_tokens, plan_batches
@@ -81,6 +82,39 @@ def test_the_policy_round_is_bounded_in_texts_and_tokens():
     assert shares[1] == 1 and sum(shares) <= policy.round_items
     assert shares[0] * 256 <= 2048 * policy.round_batches
     assert sorted(i for batch in policy.split([3, 9, 4]) for i in batch) == [0, 1, 2]
+
+
+def test_turn_order_is_shortest_first_with_ties_in_arrival_order():
+    from server.batching import turn_order
+
+    assert turn_order([30, 5, 20, 5, 7]).tolist() == [1, 3, 4, 2, 0]
+    assert turn_order([]).tolist() == []
+
+
+def rounds_cost(policy, lengths, order):
+    """(runs, padded tokens) of one request's texts taken round after round in `order`, as the queue does."""
+    runs = padded = taken = 0
+    in_order = np.asarray(lengths)[order]
+    while taken < len(in_order):
+        (share,) = policy.shares([in_order[taken:]])
+        round_lengths = in_order[taken : taken + share]
+        for batch in policy.split(round_lengths):
+            runs, padded = runs + 1, padded + padded_tokens(round_lengths[batch])
+        taken += share
+    return runs, padded
+
+
+def test_turns_of_like_lengths_make_fewer_and_fuller_runs_than_arrival_order():
+    """A bulk request of mixed lengths is taken a round at a time; shortest-first turns let each round split
+    into batches as if the whole request had been sorted at once."""
+    from server.batching import BatchingPolicy
+
+    policy = BatchingPolicy(64, 2048, 0.0, 32)
+    lengths = np.random.default_rng(7).integers(8, 200, size=1000).tolist()
+    arrival = rounds_cost(policy, lengths, np.arange(len(lengths)))
+    shortest_first = rounds_cost(policy, lengths, policy.turn_order(lengths))
+    assert shortest_first[0] < 0.5 * arrival[0] and shortest_first[1] < arrival[1], (shortest_first, arrival)
+    assert shortest_first[1] < 1.02 * sum(lengths)
 
 
 def test_the_policy_takes_at_once_without_a_batching_window():

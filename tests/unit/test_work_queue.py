@@ -50,6 +50,16 @@ async def test_take_returns_texts_fifo_up_to_the_round_limit_and_keeps_the_rest_
     assert queue.take(rounds_of(64)) == [(jobs[3], 1), (jobs[3], 2)] and len(queue) == 0
 
 
+async def test_a_request_gives_its_shortest_texts_first_so_a_turn_holds_like_lengths():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    job = Job([np.arange(n, dtype=np.int64) for n in (30, 5, 20, 5, 7)], loop, loop.create_future())
+    queue.put(job)
+    assert queue.take(rounds_of(2)) == [(job, 1), (job, 3)]  # the two 5-token texts, ties in arrival order
+    assert queue.take(rounds_of(2)) == [(job, 4), (job, 2)]
+    assert queue.take(rounds_of(2)) == [(job, 0)] and len(queue) == 0
+
+
 async def test_a_small_request_gets_a_turn_in_the_next_round_behind_a_huge_one():
     loop = asyncio.get_running_loop()
     queue = WorkQueue(0)
