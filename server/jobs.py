@@ -41,11 +41,16 @@ class Job:
     compute_output_ns: int = 0
     settled: bool = False
     taken: int = 0  # texts handed to rounds so far, in `order`
-    order: np.ndarray | None = None  # the text indexes in the order rounds take them (the queue sets it)
+    order: np.ndarray | None = None  # the text indexes in the order rounds take them (set by `take_in_order`)
+    lengths_in_order: np.ndarray | None = None  # `lengths[order]`
 
     def __post_init__(self) -> None:
         self.remaining = len(self.sequences)
         self.lengths = np.fromiter((len(s) for s in self.sequences), dtype=np.int64, count=len(self.sequences))
+
+    def take_in_order(self, order: np.ndarray) -> None:
+        """Rounds take this job's texts in `order` (a permutation of its text indexes); set before its first round."""
+        self.order, self.lengths_in_order = order, self.lengths[order]
 
     @property
     def abandoned(self) -> bool:

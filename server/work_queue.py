@@ -78,8 +78,8 @@ class WorkQueue:
         jobs = list(itertools.islice(self._jobs, policy.round_items))
         for job in jobs:
             if job.order is None:
-                job.order = policy.turn_order(job.lengths)
-        shares = policy.shares([job.lengths[job.order[job.taken:]] for job in jobs])
+                job.take_in_order(policy.turn_order(job.lengths))
+        shares = policy.shares([job.lengths_in_order[job.taken:] for job in jobs])
         items: list[Item] = []
         for job, share in zip(jobs, shares):
             items += [(job, int(index)) for index in job.order[job.taken:job.taken + share]]
