@@ -5,7 +5,9 @@ Rounds: the inference threads take queued work a round at a time. A round gives 
 arrival order, a turn of at most one batch's worth of its texts, and goes round again until the round is
 full, so a 1-text request queued behind a 2048-text one runs in the next round, not after all of it. A
 request's turns take its texts shortest first (`turn_order`), so each turn's texts are of like lengths and
-a round splits into few, well-filled batches, as if the whole request had been sorted at once.
+a round splits into few, well-filled batches, nearly as if the whole request had been sorted at once. (While a
+bulk request is on its short texts, a turn of it is bounded by the text count, not the tokens, so it takes
+more of a round's texts than its long ones would.)
 
 A batch fed to ONNX Runtime is one rectangular tensor padded to its longest text, so its cost is
 about `overhead + count x longest` token-steps. Sorting the queued texts by length and cutting the
@@ -86,11 +88,11 @@ def fair_round(
     turn_tokens: int,
 ) -> list[int]:
     """How many of its next texts each pending request (given by the token lengths of its untaken texts, in
-    arrival order) puts into one round.
+    the order they are to be taken) puts into one round.
 
     Requests take turns in arrival order; a turn is at most `turn_texts` texts and `turn_tokens` tokens (but at
     least one text); turns go round until the round holds `max_texts` texts or `max_tokens` tokens, or nothing
-    is left. The first request's first text is always taken, whatever its size.
+    is left. The first request's next text is always taken, whatever its size.
     """
     if len(pending) == 1 and len(pending[0]) == 1:
         return [1]  # a lone one-text request (the common case at low load): its text is always taken

@@ -2,8 +2,9 @@
 results go back to the loop.
 
 Ownership: the event loop builds a Job and puts it in the model's work queue (server/work_queue.py); from then
-on only inference threads touch its worker-side fields (under the dispatcher's results lock, since the batches
-of one request may run on several instances' threads), and the result or error goes back to the loop with
+on the queue's fields (`taken`, the turn order) change only under the queue's lock, the worker-side fields
+only in inference threads (under the dispatcher's results lock, since the batches of one request may run on
+several instances' threads), and the result or error goes back to the loop with
 `loop.call_soon_threadsafe`, once per finished batch (`deliver`), not once per request: every call wakes the
 loop and makes the inference thread drop and retake the GIL. A job whose future is done (the client went
 away, or it already failed) is dropped before it costs compute.
@@ -41,15 +42,18 @@ class Job:
     compute_output_ns: int = 0
     settled: bool = False
     taken: int = 0  # texts handed to rounds so far, in `order`
-    order: np.ndarray | None = None  # the text indexes in the order rounds take them (set by `take_in_order`)
-    lengths_in_order: np.ndarray | None = None  # `lengths[order]`
+    order: np.ndarray | None = field(default=None, init=False)  # text indexes in the order rounds take them
+    lengths_in_order: np.ndarray | None = field(default=None, init=False)  # `lengths[order]`
 
     def __post_init__(self) -> None:
         self.remaining = len(self.sequences)
         self.lengths = np.fromiter((len(s) for s in self.sequences), dtype=np.int64, count=len(self.sequences))
 
-    def take_in_order(self, order: np.ndarray) -> None:
-        """Rounds take this job's texts in `order` (a permutation of its text indexes); set before its first round."""
+    def set_turn_order(self, order: np.ndarray) -> None:
+        """Rounds take this job's texts in `order` (a permutation of its text indexes). Set once, before any
+        of its texts is taken: the work queue does it when the job first comes up for a round."""
+        if self.order is not None or self.taken:
+            raise RuntimeError("a job's turn order is set once, before any of its texts is taken")
         self.order, self.lengths_in_order = order, self.lengths[order]
 
     @property

@@ -1,7 +1,8 @@
 """A model's work queue: a bounded FIFO of jobs shared by its inference threads, taken a round at a time.
 
-It holds no policy of its own: when to take a round, how much of each job goes into it, are the model's
-BatchingPolicy's answers (server/batching.py); the dispatcher (server/dispatch.py) asks for rounds and plans them.
+It holds no policy of its own: when to take a round, how much of each job goes into it and in which order
+are the model's BatchingPolicy's answers (server/batching.py); the dispatcher (server/dispatch.py) asks for
+rounds and plans them.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class WorkQueue:
         jobs = list(itertools.islice(self._jobs, policy.round_items))
         for job in jobs:
             if job.order is None:
-                job.take_in_order(policy.turn_order(job.lengths))
+                job.set_turn_order(policy.turn_order(job.lengths))
         shares = policy.shares([job.lengths_in_order[job.taken:] for job in jobs])
         items: list[Item] = []
         for job, share in zip(jobs, shares):

@@ -115,6 +115,7 @@ def test_turns_of_like_lengths_make_fewer_and_fuller_runs_than_arrival_order():
     shortest_first = rounds_cost(policy, lengths, policy.turn_order(lengths))
     assert shortest_first[0] < 0.5 * arrival[0] and shortest_first[1] < arrival[1], (shortest_first, arrival)
     assert shortest_first[1] < 1.02 * sum(lengths)
+    assert shortest_first[0] <= 1.25 * len(policy.split(lengths))  # nearly the whole request sorted at once
 
 
 def test_the_policy_takes_at_once_without_a_batching_window():

@@ -60,6 +60,29 @@ async def test_a_request_gives_its_shortest_texts_first_so_a_turn_holds_like_len
     assert queue.take(rounds_of(2)) == [(job, 0)] and len(queue) == 0
 
 
+async def test_a_later_request_whose_first_text_does_not_fit_the_round_gives_its_shortest_one():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    first = Job([np.arange(6, dtype=np.int64)], loop, loop.create_future())
+    second = Job([np.arange(n, dtype=np.int64) for n in (8, 3)], loop, loop.create_future())
+    queue.put(first)
+    queue.put(second)
+    assert queue.take(rounds_of(8, tokens=10)) == [(first, 0), (second, 1)]  # 6 + 3 tokens fit, 6 + 8 not
+
+
+async def test_discarding_a_partly_taken_request_hands_out_none_of_its_other_texts():
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(max_requests=1)
+    partly = Job([np.arange(n, dtype=np.int64) for n in (30, 5, 20, 5, 7)], loop, loop.create_future())
+    queue.put(partly)
+    assert queue.take(rounds_of(2)) == [(partly, 1), (partly, 3)]
+    other = make_job(loop)
+    queue.put(other)  # the partly taken request no longer counts as waiting: the one slot is free
+    queue.discard(partly)
+    assert queue.take(rounds_of(8)) == [(other, 0)]
+    assert len(queue) == 0 and queue._items == 0 and queue._waiting == 0
+
+
 async def test_a_small_request_gets_a_turn_in_the_next_round_behind_a_huge_one():
     loop = asyncio.get_running_loop()
     queue = WorkQueue(0)
