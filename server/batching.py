@@ -76,7 +76,13 @@ def padded_tokens(lengths: Sequence[int]) -> int:
 def turn_order(lengths: Sequence[int]) -> np.ndarray:
     """The order in which a request's texts (given by their token lengths) go into its turns: shortest first,
     ties in arrival order. A turn is then a run of like lengths, which pads little however the round falls."""
+    if len(lengths) == 1:
+        return _ONE_TEXT  # the common case at any load: no sort
     return np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+
+
+_ONE_TEXT = np.zeros(1, dtype=np.int64)
+_ONE_TEXT.flags.writeable = False
 
 
 def fair_round(

@@ -54,7 +54,8 @@ class Job:
         of its texts is taken: the work queue does it when the job first comes up for a round."""
         if self.order is not None or self.taken:
             raise RuntimeError("a job's turn order is set once, before any of its texts is taken")
-        self.order, self.lengths_in_order = order, self.lengths[order]
+        self.order = order
+        self.lengths_in_order = self.lengths if len(order) == 1 else self.lengths[order]
 
     @property
     def abandoned(self) -> bool:

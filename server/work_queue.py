@@ -83,7 +83,7 @@ class WorkQueue:
         shares = policy.shares([job.lengths_in_order[job.taken:] for job in jobs])
         items: list[Item] = []
         for job, share in zip(jobs, shares):
-            items += [(job, int(index)) for index in job.order[job.taken:job.taken + share]]
+            items += [(job, index) for index in job.order[job.taken:job.taken + share].tolist()]
             self._waiting -= job.taken == 0 and share > 0
             job.taken += share
         if any(job.taken == len(job.sequences) for job in jobs):

@@ -88,7 +88,7 @@ def test_turn_order_is_shortest_first_with_ties_in_arrival_order():
     from server.batching import turn_order
 
     assert turn_order([30, 5, 20, 5, 7]).tolist() == [1, 3, 4, 2, 0]
-    assert turn_order([]).tolist() == []
+    assert turn_order([9]).tolist() == [0] and turn_order([]).tolist() == []
 
 
 def rounds_cost(policy, lengths, order):
