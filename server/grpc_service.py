@@ -64,11 +64,13 @@ def _rpc(*, public: bool = False):
     return decorate
 
 
-def _unimplemented(feature: str):
+_SEND_TENSORS = ": send tensors in the request message"
+
+
+def _unimplemented(feature: str, advice: str = ""):
     @_rpc()
     async def handler(self: InferenceService, request, context) -> None:
-        raise ServerError(ErrorKind.UNSUPPORTED, f"{feature} is not supported by this server: send tensors in "
-                          "the request message")
+        raise ServerError(ErrorKind.UNSUPPORTED, f"{feature} is not supported by this server{advice}")
 
     return handler
 
@@ -210,14 +212,14 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         model_control.check_enabled(self.app)
         _no_repository_name(request.repository_name)
 
-    SystemSharedMemoryStatus = _unimplemented("system shared memory")
-    SystemSharedMemoryRegister = _unimplemented("system shared memory")
-    SystemSharedMemoryUnregister = _unimplemented("system shared memory")
-    CudaSharedMemoryStatus = _unimplemented("CUDA shared memory")
-    CudaSharedMemoryRegister = _unimplemented("CUDA shared memory")
-    CudaSharedMemoryUnregister = _unimplemented("CUDA shared memory")
+    SystemSharedMemoryStatus = _unimplemented("system shared memory", _SEND_TENSORS)
+    SystemSharedMemoryRegister = _unimplemented("system shared memory", _SEND_TENSORS)
+    SystemSharedMemoryUnregister = _unimplemented("system shared memory", _SEND_TENSORS)
+    CudaSharedMemoryStatus = _unimplemented("CUDA shared memory", _SEND_TENSORS)
+    CudaSharedMemoryRegister = _unimplemented("CUDA shared memory", _SEND_TENSORS)
+    CudaSharedMemoryUnregister = _unimplemented("CUDA shared memory", _SEND_TENSORS)
     TraceSetting = _unimplemented("trace setting")
-    LogSettings = _unimplemented("log setting")
+    LogSettings = _unimplemented("log setting", ": the log level is set at start (--log-level)")
 
 
 def _no_repository_name(name: str) -> None:

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.0 document of every route, served at /openapi.json."""
+"""The OpenAPI 3.0 document of the API routes (KServe's versioned forms included), served at /openapi.json."""
 
 from __future__ import annotations
 
@@ -86,10 +86,12 @@ _TEI_EMBED_REQUEST = {
         "normalize": {"type": "boolean"}, "truncate": {"type": "boolean"},
         "truncation_direction": {"type": "string", "enum": ["Right", "Left", "right", "left"]},
         "dimensions": {"type": "integer", "minimum": 1},
+        "model": {"type": "string"},
         **_OPTIONS,
     },
 }
 _MODEL = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -144,19 +146,30 @@ def _kserve_get(operation: str, ok: dict[str, Any] | None, *parameters: dict[str
                     "responses": _kserve(ok)}}
 
 
+def _model_paths(versioned: bool) -> dict[str, Any]:
+    """The per-model routes, as `/v2/models/{model}/...` or `/v2/models/{model}/versions/{version}/...`."""
+    some_object = _json({"type": "object"})
+    base, parameters, suffix = (("/v2/models/{model}/versions/{version}", (_MODEL, _VERSION), "Version") if versioned
+                                else ("/v2/models/{model}", (_MODEL,), ""))
+    return {
+        base: _kserve_get("modelMetadata" + suffix, some_object, *parameters),
+        base + "/ready": _kserve_get("modelReady" + suffix, None, *parameters),
+        base + "/config": _kserve_get("modelConfig" + suffix, some_object, *parameters),
+        base + "/stats": _kserve_get("modelStats" + suffix, some_object, *parameters),
+        base + "/infer": {"post": {
+            "operationId": "infer" + suffix, "parameters": list(parameters),
+            "requestBody": {"required": True, **_json(_INFER_REQUEST)},
+            "responses": _kserve(_json(_INFER_RESPONSE))}},
+    }
+
+
 def _kserve_paths() -> dict[str, Any]:
     some_object = _json({"type": "object"})
     return {
         "/v2": _kserve_get("serverMetadata", some_object),
-        "/v2/models/{model}": _kserve_get("modelMetadata", some_object, _MODEL),
-        "/v2/models/{model}/ready": _kserve_get("modelReady", None, _MODEL),
-        "/v2/models/{model}/config": _kserve_get("modelConfig", some_object, _MODEL),
-        "/v2/models/{model}/stats": _kserve_get("modelStats", some_object, _MODEL),
+        **_model_paths(versioned=False),
+        **_model_paths(versioned=True),
         "/v2/models/stats": _kserve_get("allStats", some_object),
-        "/v2/models/{model}/infer": {"post": {
-            "operationId": "infer", "parameters": [_MODEL],
-            "requestBody": {"required": True, **_json(_INFER_REQUEST)},
-            "responses": _kserve(_json(_INFER_RESPONSE))}},
         "/v2/repository/index": {"post": {"operationId": "repositoryIndex",
                                           "responses": _kserve(_json({"type": "array"}))}},
         "/v2/repository/models/{model}/load": {"post": {"operationId": "loadModel", "parameters": [_MODEL],
@@ -169,7 +182,7 @@ def _kserve_paths() -> dict[str, Any]:
 _TEI_TOKENIZE_REQUEST = {
     "type": "object", "required": ["inputs"],
     "properties": {"inputs": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-                   "add_special_tokens": {"type": "boolean"}},
+                   "add_special_tokens": {"type": "boolean"}, "model": {"type": "string"}},
 }
 
 

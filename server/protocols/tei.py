@@ -10,6 +10,8 @@ Semantics follow TEI:
   `normalize` parameter of config.pbtxt, e.g. all-MiniLM-L6-v2) can't return unnormalized vectors: for them
   `normalize: false` returns the model's unit-length output, which gives the same cosine similarities.
 - `dimensions` keeps the first N values, then re-normalizes them when `normalize` is true.
+- `model` (this server's extension: a TEI server serves one model) names the loaded model to use; absent,
+  null or empty, the routes use the server's default model (`ModelRegistry.default`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ def _object(body: Any) -> dict:
     if "inputs" not in body:
         raise invalid("`inputs` is required")
     return body
+
+
+def requested_model(body: Any) -> str | None:
+    """The model the body names in `model`, or None for the default one. A body that is not an object names
+    none (its parser refuses it)."""
+    if not isinstance(body, dict):
+        return None
+    name = body.get("model")
+    if name is not None and not isinstance(name, str):
+        raise invalid("`model` must be a string")
+    return name or None
 
 
 def _check_count(count: int, max_inputs: int) -> None:

@@ -1,4 +1,6 @@
-"""TEI-compatible routes on the default model: /embed, /tokenize, /info (semantics in protocols/tei.py)."""
+"""TEI-compatible routes: /embed, /tokenize, /info (semantics in protocols/tei.py). /embed and /tokenize use the
+model their body names in `model` (this server's extension), else the default model; /info describes the default
+model."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from ..embedding import CHARS_PER_TOKEN_ESTIMATE, chunk_floats, embed_inputs, es
 from ..errors import ErrorKind, ServerError
 from ..model import Embeddings, ServedModel
 from ..protocols import tei
+from ..registry import ModelRegistry
 from ..response_limit import check_response_bytes
 from ..state import CONFIG, REGISTRY
 from ..vectors import postprocess
@@ -26,12 +29,22 @@ def _headers(result: Embeddings) -> dict[str, str]:
     }
 
 
+def _model(registry: ModelRegistry, body) -> ServedModel:
+    name = tei.requested_model(body)
+    return registry.get(name) if name else registry.default()
+
+
 @routes.post("/embed")
 async def embed(request: web.Request) -> web.Response:
-    config, model = request.config_dict[CONFIG], request.config_dict[REGISTRY].default()  # body read (middleware)
-    parsed = await parse_body(request, lambda raw: tei.parse_embed_request(
-        json_of(raw, config.max_inputs), max_inputs=config.max_inputs, dimension=model.info.dimension,
-        max_input_chars=config.max_input_chars))
+    config, registry = request.config_dict[CONFIG], request.config_dict[REGISTRY]  # body read (middleware)
+
+    def parse(raw: bytes) -> tuple[ServedModel, tei.EmbedRequest]:
+        body = json_of(raw, config.max_inputs)
+        model = _model(registry, body)
+        return model, tei.parse_embed_request(body, max_inputs=config.max_inputs, dimension=model.info.dimension,
+                                              max_input_chars=config.max_input_chars)
+
+    model, parsed = await parse_body(request, parse)
     width = parsed.dimensions or model.info.dimension
     check_response_size(request, parsed.count * width + estimated_chunk_floats(
         parsed.texts, parsed.options, config, model.info.max_seq_length, width))
@@ -62,10 +75,14 @@ async def tokenize(request: web.Request) -> web.Response:
     """Bounded like /embed: admitted against the model's token budget (--max-queue-tokens) before tokenizing,
     the response's least size checked before tokenizing (--max-response-bytes) and its size from the tokens before
     it is built; tokenizing takes the model's path (inline when small)."""
-    config = request.config_dict[CONFIG]
-    parsed = await parse_body(request, lambda raw: tei.parse_tokenize_request(
-        json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
-    model = request.config_dict[REGISTRY].default()
+    config, registry = request.config_dict[CONFIG], request.config_dict[REGISTRY]
+
+    def parse(raw: bytes) -> tuple[ServedModel, tei.TokenizeRequest]:
+        body = json_of(raw, config.max_inputs)
+        return _model(registry, body), tei.parse_tokenize_request(body, max_inputs=config.max_inputs,
+                                                                  max_input_chars=config.max_input_chars)
+
+    model, parsed = await parse_body(request, parse)
     check_response_bytes(tei.least_tokenize_response_bytes(parsed.texts, model.info.max_seq_length,
                                                            CHARS_PER_TOKEN_ESTIMATE),
                          limit=config.max_response_bytes)
@@ -89,6 +106,7 @@ def _info_fields(model: ServedModel, config: ServerConfig) -> tei.InfoFields:
 
 # TEI routes this server does not serve: 404 in TEI's shape, as from a TEI server without them.
 @routes.route("*", "/embed_all")
+@routes.route("*", "/embed_sparse")
 @routes.route("*", "/decode")
 @routes.route("*", "/rerank")
 @routes.route("*", "/predict")

@@ -182,6 +182,14 @@ def test_shared_memory_rpcs_are_unimplemented_with_a_reason(client):
         assert error.status() == "StatusCode.UNIMPLEMENTED" and "shared memory is not supported" in error.message()
 
 
+def test_trace_and_log_setting_rpcs_are_unimplemented_without_shared_memory_advice(client):
+    for call, words in ((client.get_trace_settings, "trace setting is not supported"),
+                        (client.get_log_settings, "--log-level")):
+        error = grpc_error(call)
+        assert error.status() == "StatusCode.UNIMPLEMENTED" and words in error.message()
+        assert "send tensors" not in error.message()
+
+
 def test_stream_answers_every_request_with_its_id_and_errors_in_band(client, minilm_server):
     responses: queue.Queue = queue.Queue()
     client.start_stream(callback=lambda result, error: responses.put((result, error)))

@@ -91,6 +91,32 @@ def test_bad_embed_requests_are_422_in_tei_shape(post, body, words):
     assert set(response.json()) == {"error", "error_type"} and words in response.json()["error"]
 
 
+def test_model_field_picks_a_loaded_model_and_an_unknown_one_is_a_404(post, minilm_server):
+    default = np.array(post("/embed", {"inputs": TEXTS}).json())
+    named = np.array(post("/embed", {"inputs": TEXTS, "model": MODEL}).json())
+    int8 = post("/embed", {"inputs": TEXTS, "model": MODEL + "-int8"})
+    openai_int8 = requests.post(minilm_server.url + "/v1/embeddings", timeout=60, json={
+        "model": MODEL + "-int8", "input": TEXTS, "encoding_format": "float"}).json()["data"]
+    assert int8.status_code == 200 and np.array_equal(named, default)
+    assert np.array_equal(np.array(int8.json(), np.float32),
+                          np.array([row["embedding"] for row in openai_int8], np.float32))
+    assert not np.array_equal(np.array(int8.json()), default)
+    for path in ("/embed", "/tokenize"):
+        unknown = post(path, {"inputs": "x", "model": "no-such-model"})
+        assert unknown.status_code == 404 and unknown.json()["error_type"] == "NotFound"
+        assert "no-such-model" in unknown.json()["error"]
+        wrong = post(path, {"inputs": "x", "model": 7})
+        assert wrong.status_code == 422 and "`model` must be a string" in wrong.json()["error"]
+    assert post("/tokenize", {"inputs": "x", "model": MODEL + "-int8"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/embed_all", "/embed_sparse", "/decode", "/rerank", "/predict", "/similarity"])
+def test_tei_routes_not_served_are_404_in_tei_shape(post, path):
+    response = post(path, {"inputs": "x"})
+    assert response.status_code == 404 and set(response.json()) == {"error", "error_type"}
+    assert response.json()["error_type"] == "NotFound"
+
+
 def test_malformed_json_is_a_tei_error(minilm_server):
     response = requests.post(minilm_server.url + "/embed", data=b"{nope", timeout=10)
     assert response.status_code == 422 and response.json()["error_type"] == "Validation"
