@@ -116,6 +116,13 @@ def _window(split: Split, start: int, stop: int) -> Window:
                   stop - start)
 
 
+def most_tokens(windows: int, max_seq_length: int, overlap: int) -> int:
+    """The most text tokens `windows` windows can hold (no prompt, no special tokens: a high bound). An input that
+    fits one window is one window however few are left (`windows` counts only windows of long inputs)."""
+    windows = max(windows, 1)
+    return max_seq_length + (windows - 1) * max(1, max_seq_length - overlap)
+
+
 def estimated_windows(text_chars: int, max_seq_length: int, overlap: int, chars_per_token: int) -> int:
     """A low estimate of an input's window count from its length alone (before tokenizing)."""
     stride = max(1, max_seq_length - 2 - overlap)

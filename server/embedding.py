@@ -103,22 +103,36 @@ def _splits(tokenizer: TextTokenizer, texts: list[str], prompt: str) -> list[chu
 
 
 def _truncate_left(tokenizer: TextTokenizer, texts: list[str], prompt: str) -> _Prepared:
+    """Each long text is tokenized from a suffix that ends in the same kept tokens (`TextTokenizer.kept_suffix`)."""
     limit = tokenizer.max_seq_length
-    splits = _splits(tokenizer, texts, prompt)
+    tails = [tokenizer.kept_suffix(text) if len(text) > limit * PREFIX_CHARS_PER_TOKEN else text for text in texts]
+    splits = _splits(tokenizer, tails, prompt)
     too_long = [i for i, split in enumerate(splits) if split.length > limit]
     if too_long and not tokenizer.truncate:
-        raise invalid(f"input {too_long[0]} has {splits[too_long[0]].length} tokens, more than this model's "
-                      f"max_seq_length {limit}, and the server is configured not to truncate", "input")
+        index = too_long[0]
+        count = splits[index].length if tails[index] is texts[index] else f"more than {splits[index].length}"
+        raise invalid(f"input {index} has {count} tokens, more than this model's max_seq_length {limit}, and the "
+                      "server is configured not to truncate", "input")
     return _Prepared(Tokenized([chunking.truncate_left(s, limit) for s in splits], truncated=len(too_long)))
 
 
 def _chunk(tokenizer: TextTokenizer, texts: list[str], prompt: str, chunks: Chunking, max_inputs: int
            ) -> _Prepared:
+    """One input at a time, each refused from a prefix when it surely holds more tokens than the windows left
+    may take, so a request costs at most about the tokens its allowed windows hold, whatever its texts."""
     per_input: list[list[chunking.Window]] = []
-    for split in _splits(tokenizer, texts, prompt):
+    limit = tokenizer.max_seq_length
+    room = limit - len(tokenizer.prefix) - len(tokenizer.suffix)
+    if chunks.overlap >= room:  # before tokenizing: with a prompt, `chunking.windows` checks the smaller room
+        raise invalid(f"the chunk overlap {chunks.overlap} must be smaller than the window, {room} tokens for this "
+                      "model", "chunking")
+    for text in texts:
+        left = max_inputs - sum(map(len, per_input))
         try:
-            per_input.append(chunking.windows(split, tokenizer.max_seq_length, chunks.overlap,
-                                              max_inputs - sum(map(len, per_input))))
+            if tokenizer.surely_longer_than(text, chunking.most_tokens(left, limit, chunks.overlap)):
+                raise chunking.TooManyWindows()
+            split = _splits(tokenizer, [text], prompt)[0]
+            per_input.append(chunking.windows(split, limit, chunks.overlap, left))
         except chunking.TooManyWindows:
             raise invalid(f"the inputs make more than {max_inputs} windows; at most {max_inputs} are allowed per "
                           "request (--max-inputs)", "input") from None

@@ -105,6 +105,31 @@ class TextTokenizer:
             cut *= 4
         return text, None
 
+    def kept_suffix(self, text: str) -> str:
+        """A suffix of `text` that tokenizes to the same last max_seq_length tokens (left truncation keeps only
+        those): `_kept_prefix`'s rule from the other end, so a long text costs the tokenization of a few kilobytes
+        whichever end is kept. Returns `text` when no shorter suffix will do."""
+        room = self.max_seq_length - len(self.prefix) - len(self.suffix)
+        cut = self.max_seq_length * PREFIX_CHARS_PER_TOKEN
+        while cut < len(text):
+            plain = self._untruncated.encode_batch([text[-cut:]], add_special_tokens=False)[0]
+            if len(plain.ids) >= room + PREFIX_MARGIN_TOKENS:
+                return text[-cut:]
+            cut *= 4
+        return text
+
+    def surely_longer_than(self, text: str, tokens: int) -> bool:
+        """Whether `text` has more than `tokens` tokens, decided from prefixes of doubling length that start at
+        `tokens` characters, so that a text far over the bound costs the tokenization of about `tokens` tokens,
+        not of the whole text. False means: tokenize it whole to know."""
+        cut = tokens + 2 * PREFIX_MARGIN_TOKENS
+        while cut < len(text):
+            plain = self._untruncated.encode_batch([text[:cut]], add_special_tokens=False)[0]
+            if len(plain.ids) > tokens + PREFIX_MARGIN_TOKENS:  # the word cut at the end adds fewer than that
+                return True
+            cut *= 2
+        return False
+
     def _too_long_count(self, text: str) -> str:
         if len(text) > self.max_seq_length * PREFIX_CHARS_PER_TOKEN:
             return f"over {self.max_seq_length + PREFIX_MARGIN_TOKENS}"

@@ -300,6 +300,10 @@ def hostile_requests() -> dict[str, tuple[str, bytes, dict[str, str], int]]:
                                   json_headers, 200),
         "a 10 MB text": ("/v1/embeddings", json.dumps({"model": MODEL, "input": "w " * 5_000_000}).encode(),
                          json_headers, 400),
+        "a 2M-token text, left-truncated": ("/v1/embeddings", json.dumps({
+            "model": MODEL, "input": "!" * 2_000_000, "truncation_direction": "left"}).encode(), json_headers, 200),
+        "a 2M-token text, chunked": ("/v1/embeddings", json.dumps({
+            "model": MODEL, "input": "!" * 2_000_000, "chunking": {"mode": "mean"}}).encode(), json_headers, 400),
         "4.19M empty binary BYTES elements": (f"/v2/models/{MODEL}/infer", header + b"\0" * (4 * empty_items),
                                               {"Inference-Header-Content-Length": str(len(header))}, 400),
         "5.5M empty JSON lists": ("/v1/embeddings", lists, json_headers, 400),
@@ -334,6 +338,33 @@ def test_no_hostile_request_stalls_the_event_loop(repo):
         print(f"loop probe: quiet worst gap {baseline * 1000:.0f} ms; under hostile requests "
               + ", ".join(f"{name}: {gap * 1000:.0f} ms" for name, gap in worst.items()))
         assert max(worst.values()) < 0.1, worst
+    finally:
+        assert server.stop() == 0
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+
+def test_left_truncation_and_chunking_of_huge_texts_cost_bounded_memory(repo):
+    """Each "!" is a token: three 2M-token texts kept from the left, and one chunked (refused: too many windows),
+    took 2.3 GB and 1.3 GB at their peak when the whole texts were tokenized."""
+    server = start_server(repo)
+    try:
+        url = server.url + "/v1/embeddings"
+        assert requests.post(url, json={"model": MODEL, "input": [LONG] * 32}, timeout=60).status_code == 200
+        before = peak_rss(server.process.pid)
+        left = requests.post(url, json={"model": MODEL, "input": ["!" * 2_000_000] * 3,
+                                        "truncation_direction": "left"}, timeout=120)
+        assert left.status_code == 200 and len(left.json()["data"]) == 3
+        chunked = requests.post(url, json={"model": MODEL, "input": ["!" * 2_000_000] * 3,
+                                           "chunking": {"mode": "mean"}}, timeout=120)
+        assert chunked.status_code == 400 and "windows" in chunked.json()["error"]["message"]
+        grown = peak_rss(server.process.pid) - before
+        print(f"peak RSS grew {grown / 2**20:.0f} MB")
+        assert grown < 400 * 2**20, grown
     finally:
         assert server.stop() == 0
 

@@ -154,3 +154,27 @@ def test_windows_are_counted_before_any_is_built(tokenizer):
     with pytest.raises(chunking.TooManyWindows):
         chunking.windows(parts, 40, room - 1, 100)
     assert len(chunking.windows(parts, 40, 0, 100)) == -(-3000 // room)
+
+
+@pytest.mark.parametrize("words", [900, 5000])
+@pytest.mark.parametrize("prompt", ["", "query: "])
+def test_left_truncation_of_a_long_text_from_its_suffix_keeps_the_tokens_of_the_whole_text(words, prompt):
+    """Texts over 16 characters per kept token are tokenized from a suffix (`TextTokenizer.kept_suffix`)."""
+    from pathlib import Path
+
+    from server.embedding import prepare
+    from server.options import LEFT
+    from server.tokenizer import TextTokenizer
+
+    whole = TextTokenizer(Path(minilm_path() / "tokenizer.json"), 256, truncate=True)
+    rng = np.random.default_rng()
+    vocabulary = ["bread", "naïve", "Köln", "東京", "co-operate", "x", "12.5", "!", "well,", "unbelievable"]
+    text = " ".join(rng.choice(vocabulary, size=words))
+    assert len(text) > 256 * 16  # the suffix path
+    full = whole.encode_full([prompt + text])[0]
+    split = chunking.split_encoding(full.ids, full.offsets, prefix=1, suffix=1, prompt_chars=len(prompt),
+                                    text_chars=len(text))
+    options = options_from_body({"truncation_direction": "left"})
+    assert options.truncation_direction == LEFT
+    kept = prepare(whole, [text], prompt, options, 2048).tokenized.sequences[0]
+    assert np.array_equal(kept, chunking.truncate_left(split, 256))
