@@ -16,11 +16,21 @@ except ImportError:  # pragma: no cover - depends on the installation
     brotli = None
 
 ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "identity")
+# Codings a body may stack (`gzip, br`); each layer may expand to --max-request-bytes, so more would let a small
+# body cost many passes over that much data.
+MAX_LAYERS = 2
+
+
+def layers(content_encoding: str) -> list[str]:
+    """The codings of a Content-Encoding header, in the order they were applied (`identity` left out)."""
+    return [e for e in (part.strip().lower() for part in content_encoding.split(",")) if e and e != "identity"]
 
 
 def decode(body: bytes, content_encoding: str, max_bytes: int) -> bytes:
-    """The decoded body; a stack of encodings (`gzip, br`) is undone last one first."""
-    encodings = [e.strip().lower() for e in content_encoding.split(",") if e.strip()]
+    """The decoded body; a stack of encodings (`gzip, br`, at most MAX_LAYERS) is undone last one first."""
+    encodings = layers(content_encoding)
+    if len(encodings) > MAX_LAYERS:
+        raise invalid(f"Content-Encoding stacks {len(encodings)} codings; at most {MAX_LAYERS} are accepted")
     for encoding in reversed(encodings):
         body = _decode_one(body, encoding, max_bytes)
     return body

@@ -132,8 +132,12 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def infer(self, request: service_pb2.ModelInferRequest) -> service_pb2.ModelInferResponse:
         """One inference: the HTTP route's checks and core, Triton's gRPC response."""
         model, config = self._model(request.model_name, request.model_version), self.app[CONFIG]
-        parsed = kserve_grpc.parse_infer_request(request, max_inputs=config.max_inputs,
-                                                 max_input_chars=config.max_input_chars)
+        parse = functools.partial(kserve_grpc.parse_infer_request, request, max_inputs=config.max_inputs,
+                                  max_input_chars=config.max_input_chars)
+        if kserve_grpc.is_small(request):
+            parsed = parse()
+        else:  # millions of elements or parameters: seconds of work, off the loop
+            parsed = await asyncio.get_running_loop().run_in_executor(None, parse)
         inferred = await kserve_infer.infer(model, parsed, config, binary=True)  # raw_output_contents
         return kserve_grpc.infer_response(model=model.info.name, version=str(model.info.version),
                                           request_id=parsed.id, tensors=inferred.tensors, outputs=inferred.outputs)

@@ -17,7 +17,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
 
 from .auth import check_bearer
-from .decoding import decode
+from .decoding import decode, layers
 from .errors import ErrorKind, Protocol, ServerError, error_body, status_for
 from .state import CONFIG, LIFECYCLE
 
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Compressed bodies up to this size are decoded on the loop; larger ones on a thread (zlib releases the GIL).
+# Compressed bodies up to this size, of one coding, are decoded on the loop; others on a thread (zlib releases
+# the GIL).
 INLINE_DECODE_BYTES = 64 * 1024
 # Per application: the protocol it speaks, its resources (paths) that speak another one, and its resources that
 # need no API key (the health probes).
@@ -150,9 +151,13 @@ async def body_middleware(request: web.Request, handler: Handler) -> web.StreamR
                                f"the request body did not arrive within {config.body_timeout_s:g}s") from None
         except RequestPayloadError as exc:
             raise ClosingError(ErrorKind.INVALID_INPUT, f"the request body could not be read: {exc}") from None
-        encoding = request.headers.get("Content-Encoding", "").strip()
-        if encoding and encoding.lower() != "identity":
-            if len(raw) <= INLINE_DECODE_BYTES:
+        except ConnectionError:  # the client left mid-body: nobody reads the answer, and it is no server error
+            raise ClosingError(ErrorKind.INVALID_INPUT, "the connection closed before the request body arrived"
+                               ) from None
+        encoding = request.headers.get("Content-Encoding", "")
+        codings = layers(encoding)
+        if codings:
+            if len(raw) <= INLINE_DECODE_BYTES and len(codings) == 1:
                 decoded = decode(raw, encoding, config.max_request_bytes)
             else:
                 decoded = await asyncio.get_running_loop().run_in_executor(

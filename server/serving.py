@@ -17,6 +17,7 @@ import signal
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .config import ServerConfig
 from .state import LIFECYCLE, Lifecycle
@@ -128,8 +129,27 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, lifecycle: Lifecyc
         loop.add_signal_handler(signum, on_signal, signum)
 
 
+class _UnparsableRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (bad framing, a NUL in a header, a header line too long) as an
+    error with a traceback that quotes the raw bytes, an `Authorization` header's key included: one warning line
+    naming the kind of error instead. The client got aiohttp's 400 and the connection closed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "unparsable HTTP request from %s (%s): answered 400", (peer, type(error).__name__)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_UNPARSABLE = _UnparsableRequests()
+
+
 async def serve(app: web.Application, config: ServerConfig) -> None:
     """Load the models, serve until a signal, drain. Raises what start-up raises (e.g. RepositoryError)."""
+    logging.getLogger("aiohttp.server").addFilter(_UNPARSABLE)
     loop = asyncio.get_running_loop()
     lifecycle = app[LIFECYCLE]
     stop = asyncio.Event()

@@ -165,10 +165,10 @@ def _split_body(raw: bytes, header_length: str | None, max_inputs: int) -> tuple
     if header_length is None:
         json_part, binary = raw, memoryview(b"")
     else:
-        try:
-            size = int(header_length)
-        except ValueError:
-            raise invalid(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+        digits = header_length.strip()
+        if not (digits.isascii() and digits.isdigit()):  # int() would take "1_0", "+1" and non-ASCII digits
+            raise invalid(f"{HEADER_LENGTH} must be an integer, got {header_length!r}")
+        size = int(digits)
         if size == 0:
             raise invalid(f"raw binary requests ({HEADER_LENGTH}: 0) are not supported: send a JSON header")
         if not 0 < size <= len(raw):

@@ -88,6 +88,28 @@ def _input_tensors(request, model: str, max_inputs: int) -> dict[str, tuple[dict
     return found
 
 
+# A ModelInferRequest within these counts is parsed on the event loop; a larger one on a thread (converting
+# millions of elements, or walking a huge parameter map, takes seconds).
+INLINE_PARTS = 16
+INLINE_ELEMENTS = 4096
+INLINE_RAW_BYTES = 64 * 1024
+_CONTENTS = ("bool_contents", "int_contents", "int64_contents", "uint_contents", "uint64_contents", "fp32_contents",
+             "fp64_contents", "bytes_contents")
+
+
+def is_small(request: service_pb2.ModelInferRequest) -> bool:
+    """Whether parsing `request` is cheap enough for the event loop, from counts alone (each len() is O(1))."""
+    if max(len(request.inputs), len(request.outputs), len(request.raw_input_contents), len(request.parameters)
+           ) > INLINE_PARTS:
+        return False
+    elements = sum(len(t.shape) + len(t.parameters) + sum(len(getattr(t.contents, f)) for f in _CONTENTS)
+                   for t in request.inputs) + sum(len(o.parameters) for o in request.outputs)
+    if elements > INLINE_ELEMENTS:
+        return False
+    texts = sum(len(item) for t in request.inputs for item in t.contents.bytes_contents)
+    return texts + sum(map(len, request.raw_input_contents)) <= INLINE_RAW_BYTES
+
+
 def parse_infer_request(request: service_pb2.ModelInferRequest, *, max_inputs: int,
                         max_input_chars: int) -> kserve.InferRequest:
     """A ModelInferRequest, checked exactly as an HTTP request is, as the shared request."""

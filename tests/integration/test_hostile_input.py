@@ -97,3 +97,48 @@ def test_a_text_over_max_input_chars_is_refused_before_tokenizing(minilm_server,
     response = requests.post(minilm_server.url + path, json=body, timeout=60)
     assert response.status_code == STATUS[protocol] and "characters" in response.text
     assert_shape(protocol, response)
+
+
+@pytest.mark.parametrize("protocol", sorted(ROUTES))
+def test_content_codings_stack_at_most_two_deep(minilm_server, protocol):
+    """Each layer may expand to --max-request-bytes: 150 stacked gzip layers in 50 KB cost 0.75 s of the loop."""
+    path, valid = ROUTES[protocol]
+    raw = json.dumps(valid).encode()
+    two = requests.post(minilm_server.url + path, data=gzip.compress(gzip.compress(raw)), timeout=30,
+                        headers={"Content-Encoding": "gzip, gzip", "Content-Type": "application/json"})
+    assert two.status_code == 200, two.text
+    body = raw
+    for _ in range(3):
+        body = gzip.compress(body)
+    three = requests.post(minilm_server.url + path, data=body, timeout=30,
+                          headers={"Content-Encoding": "gzip, identity, gzip, gzip"})
+    assert three.status_code == STATUS[protocol] and "at most 2" in three.text
+    assert_shape(protocol, three)
+
+
+@pytest.mark.parametrize("value", ["1_0", "+10", "١٠", "0x10"])
+def test_the_binary_header_length_takes_ascii_digits_only(minilm_server, value):
+    response = requests.post(minilm_server.url + V2_INFER, data=b'{"inputs":[]}' + b"\0" * 8, timeout=30,
+                             headers={"Inference-Header-Content-Length": value.encode()})
+    assert response.status_code == 400 and "must be an integer" in response.json()["error"]
+
+
+def test_an_unparsable_request_is_one_warning_line_that_quotes_nothing(minilm_server):
+    """aiohttp logged the raw header (an API key with it) in a traceback."""
+    import socket
+
+    log_before = len(minilm_server.log())
+    with socket.create_connection(("127.0.0.1", minilm_server.port), timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret-key\x00\r\n\r\n")
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0]
+    new_log = wait_for_log(minilm_server, log_before, "unparsable HTTP request")
+    assert "s3cret-key" not in new_log and "Traceback" not in new_log
+    assert requests.get(minilm_server.url + "/health", timeout=10).status_code == 200
+
+
+def wait_for_log(server, start: int, words: str) -> str:
+    from .serverproc import wait_until
+
+    return wait_until(lambda: words in server.log()[start:] and server.log()[start:], f"{words!r} in the log",
+                      timeout=10)
