@@ -142,3 +142,21 @@ def wait_for_log(server, start: int, words: str) -> str:
 
     return wait_until(lambda: words in server.log()[start:] and server.log()[start:], f"{words!r} in the log",
                       timeout=10)
+
+
+def test_a_client_that_resets_mid_body_is_no_internal_error(minilm_server):
+    """The reset surfaced as ConnectionResetError from the body read and was logged as a failed request."""
+    import socket
+    import struct
+
+    log_before = len(minilm_server.log())
+    for _ in range(10):
+        connection = socket.create_connection(("127.0.0.1", minilm_server.port), timeout=10)
+        connection.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 100000\r\n\r\n" + b"{" * 5000)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()  # an RST, with the body cut short
+    assert requests.post(minilm_server.url + "/v1/embeddings", json={"model": MODEL, "input": "after"},
+                         timeout=30).status_code == 200
+    new_log = minilm_server.log()[log_before:]
+    assert "Traceback" not in new_log and " failed" not in new_log, new_log[-2000:]
