@@ -57,6 +57,8 @@ class ServerConfig:
     max_input_chars: int = 2_000_000
     max_response_bytes: int = 64 * 1024 * 1024
     body_timeout_s: float = 30.0
+    header_timeout_s: float = 30.0
+    keep_alive_timeout_s: float = 75.0
     max_connections: int = 1024
     grpc_stream_in_flight: int = 64
 
@@ -86,6 +88,8 @@ class ServerConfig:
             raise ValueError("grpc_stream_in_flight must be >= 1")
         if self.body_timeout_s <= 0 or self.max_connections < 1 or self.shutdown_grace_s < 0:
             raise ValueError("body_timeout_s must be > 0, max_connections >= 1 and shutdown_grace_s >= 0")
+        if self.header_timeout_s <= 0 or self.keep_alive_timeout_s <= 0:
+            raise ValueError("header_timeout_s and keep_alive_timeout_s must be > 0")
         if self.model_control and not self.api_key and not binds_loopback_only(self.host):
             raise ValueError(f"--model-control true without --api-key is refused on host {self.host!r}: anyone who "
                              "reaches the port could load and unload models; set an API key or bind 127.0.0.1")
@@ -209,6 +213,12 @@ _OPTIONS: list[tuple[str, object, object, str]] = [
     ("--body-timeout-s", float, 30.0,
      "Time a client has to send the whole request body once its headers arrived; slower ones get 408 and the "
      "connection is closed."),
+    ("--header-timeout-s", float, 30.0,
+     "Time a client has, from the first byte of a request, to send its request line and headers; slower ones "
+     "are disconnected (a connection trickling headers cannot hold a slot)."),
+    ("--keep-alive-timeout-s", float, 75.0,
+     "Time an idle connection (no request, none in progress) stays open before the server closes it; keep it "
+     "above a load balancer's idle timeout (60 s on AWS ALB)."),
     ("--max-connections", int, 1024,
      "Most open client connections; beyond it a new connection gets 503 with Retry-After and is closed. "
      "The open-files limit is raised to its hard limit at start."),

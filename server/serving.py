@@ -60,17 +60,40 @@ class _Refused(asyncio.Protocol):
 
 
 class _Counted(asyncio.Protocol):
-    """aiohttp's protocol for one connection, counted from its creation to its loss."""
+    """aiohttp's protocol for one connection, counted from its creation to its loss, with a deadline for each
+    request's headers: from the first byte that arrives while the connection is idle, `header_timeout_s` to
+    complete the request line and headers, or the connection closes. aiohttp has no such deadline (its
+    keep-alive timer does not restart on a byte), so one byte every few seconds could hold a connection forever.
+    aiohttp counts the requests it has parsed (`_request_count`); the deadline checks that count moved."""
 
-    def __init__(self, inner: asyncio.Protocol, on_lost: Callable[[], None]) -> None:
+    def __init__(self, inner: asyncio.Protocol, on_lost: Callable[[], None], header_timeout_s: float) -> None:
         self._inner = inner
         self._on_lost = on_lost
+        self._header_timeout_s = header_timeout_s
+        self._transport: asyncio.BaseTransport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         self._inner.data_received(data)
+        if self._deadline is None and self._idle():
+            parsed = getattr(self._inner, "_request_count", None)
+            if parsed is not None:
+                self._deadline = asyncio.get_running_loop().call_later(
+                    self._header_timeout_s, self._headers_due, parsed)
+
+    def _idle(self) -> bool:
+        """No request parsed and waiting, none being handled: the bytes are the start of the next request."""
+        return not getattr(self._inner, "_messages", True) and not getattr(self._inner, "_request_in_progress", True)
+
+    def _headers_due(self, parsed_before: int) -> None:
+        self._deadline = None
+        if getattr(self._inner, "_request_count", parsed_before) == parsed_before and self._transport is not None:
+            log.debug("closing a connection whose request headers did not arrive within %gs", self._header_timeout_s)
+            self._transport.close()
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received()
@@ -82,6 +105,9 @@ class _Counted(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._on_lost()
         self._inner.connection_lost(exc)
 
@@ -93,9 +119,10 @@ class CappedProtocolFactory:
     before aiohttp registers any of them).
     """
 
-    def __init__(self, server: web.Server, cap: int) -> None:
+    def __init__(self, server: web.Server, cap: int, header_timeout_s: float = 30.0) -> None:
         self._server = server
         self.cap = cap
+        self.header_timeout_s = header_timeout_s
         self.open = 0
         self.refused = 0
 
@@ -106,7 +133,7 @@ class CappedProtocolFactory:
                 log.warning("connection cap of %d reached: refused %d connection(s) so far", self.cap, self.refused)
             return _Refused()
         self.open += 1
-        return _Counted(self._server(), self._lost)
+        return _Counted(self._server(), self._lost, self.header_timeout_s)
 
     def _lost(self) -> None:
         self.open -= 1
@@ -156,11 +183,13 @@ async def serve(app: web.Application, config: ServerConfig) -> None:
     _install_signal_handlers(loop, lifecycle, stop, config.shutdown_grace_s)
     cap = connection_cap(config.max_connections, raise_open_files_limit())
     runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True,
-                           lingering_time=LINGERING_S, shutdown_timeout=0.1)
+                           lingering_time=LINGERING_S, shutdown_timeout=0.1,
+                           keepalive_timeout=config.keep_alive_timeout_s)
     await runner.setup()  # cleanup_ctx loads every start-up model
     try:
         assert runner.server is not None
-        listener = await loop.create_server(CappedProtocolFactory(runner.server, cap), config.host, config.port,
+        listener = await loop.create_server(CappedProtocolFactory(runner.server, cap, config.header_timeout_s),
+                                            config.host, config.port,
                                             backlog=min(cap, 4096), reuse_address=True)
         log.info("listening on http://%s:%d (at most %d connections)", config.host, config.port, cap)
         await stop.wait()

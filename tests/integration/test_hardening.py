@@ -430,3 +430,50 @@ def test_memory_stays_near_steady_state_after_huge_texts(repo):
         assert after < steady + 64 * 2**20, (steady, after)
     finally:
         assert server.stop() == 0
+
+
+def closed_within(connection: socket.socket, seconds: float) -> bool:
+    """Whether the server closes `connection` within `seconds` (EOF or reset), reading and dropping what comes."""
+    connection.settimeout(seconds)
+    try:
+        while connection.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_trickled_headers_and_idle_connections_are_closed_but_slow_bodies_are_not(repo):
+    """aiohttp alone kept a connection sending one header byte every few seconds open for good, and an idle
+    keep-alive connection for an hour."""
+    server = start_server(repo, "--header-timeout-s", "1", "--keep-alive-timeout-s", "2")
+    try:
+        address = ("127.0.0.1", server.port)
+        with socket.create_connection(address) as trickle:
+            started = time.monotonic()
+            for byte in b"GET /health HTTP/1.1\r\nHost: x\r\n":
+                try:
+                    trickle.sendall(bytes([byte]))
+                except OSError:
+                    break
+                if closed_within(trickle, 0.2):
+                    break
+            assert closed_within(trickle, 3) and time.monotonic() - started < 4
+        with socket.create_connection(address) as idle:
+            idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b" 200 " in idle.recv(4096).split(b"\r\n")[0]
+            started = time.monotonic()
+            assert closed_within(idle, 5) and 1.5 < time.monotonic() - started < 5
+        body = json.dumps({"model": MODEL, "input": "a body sent slowly"}).encode()
+        with socket.create_connection(address) as slow:
+            slow.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body))
+            for piece in (body[:10], body[10:20], body[20:]):
+                slow.sendall(piece)
+                time.sleep(0.8)  # 2.4 s in all: past the header deadline, within the body timeout
+            slow.settimeout(10)
+            assert b" 200 " in slow.recv(65536).split(b"\r\n")[0]
+    finally:
+        assert server.stop() == 0
