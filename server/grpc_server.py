@@ -51,10 +51,8 @@ def _address(host: str, port: int) -> str:
 async def _start(app: web.Application) -> GrpcRuntime:
     import grpc
     from grpc_health.v1 import health_pb2_grpc
-    from tritonclient.grpc import service_pb2_grpc
-
     from .grpc_health import ServerHealth
-    from .grpc_service import InferenceService
+    from .grpc_service import InferenceService, add_to_server
 
     config = app[CONFIG]
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", config.max_request_bytes),
@@ -62,7 +60,7 @@ async def _start(app: web.Application) -> GrpcRuntime:
                                       ("grpc.so_reuseport", 0)])
     health = ServerHealth(app)
     service = InferenceService(app, health.sync)
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
+    add_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port(_address(config.host, config.grpc_port))
     if not port:

@@ -14,6 +14,8 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -37,6 +39,54 @@ def grpc_code(error: ServerError) -> grpc.StatusCode:
     return grpc.StatusCode[grpc_status_name(error.kind)]
 
 
+@dataclass(frozen=True)
+class Undecodable:
+    """A request message protobuf could not parse, handed to the RPC in its place: a unary RPC answers
+    INVALID_ARGUMENT, a stream answers that request with `error_message` and reads on. (grpc's own deserializer
+    failure is an UNKNOWN status, and ends a stream with the requests it was running.)"""
+
+    method: str
+    reason: str
+
+    def error(self) -> ServerError:
+        return ServerError(ErrorKind.INVALID_INPUT, f"the {self.method} request message could not be parsed: "
+                           f"{self.reason}")
+
+
+def _tolerant(method: str, parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # google.protobuf.message.DecodeError, whatever the bytes
+            return Undecodable(method, str(exc) or type(exc).__name__)
+
+    return deserialize
+
+
+class _Handlers:
+    """Stands in for the server in the generated `add_..._to_server`, to take the method handlers it builds."""
+
+    def __init__(self) -> None:
+        self.service, self.by_method = "", {}
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, by_method: dict) -> None:
+        self.service, self.by_method = service, by_method
+
+
+def add_to_server(service: InferenceService, server: grpc.aio.Server) -> None:
+    """Register `service` as the generated code of Triton's proto does, each request deserializer made tolerant
+    of undecodable messages (`Undecodable`)."""
+    taken = _Handlers()
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(service, taken)
+    handlers = {name: handler._replace(request_deserializer=_tolerant(name, handler.request_deserializer))
+                for name, handler in taken.by_method.items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(taken.service, handlers),))
+    server.add_registered_method_handlers(taken.service, handlers)
+
+
 def _rpc(*, public: bool = False):
     """Wrap a unary RPC: API key, in-flight accounting, and errors -> the gRPC status of their kind."""
 
@@ -44,6 +94,8 @@ def _rpc(*, public: bool = False):
         @functools.wraps(method)
         async def handler(self: InferenceService, request, context: grpc.aio.ServicerContext):
             try:
+                if isinstance(request, Undecodable):
+                    raise request.error()
                 if public:
                     return await method(self, request, context)
                 self.authenticate(context)
@@ -181,6 +233,8 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 task.cancel()
 
     async def _stream_response(self, request) -> service_pb2.ModelStreamInferResponse:
+        if isinstance(request, Undecodable):
+            return service_pb2.ModelStreamInferResponse(error_message=request.error().message)
         self.lifecycle.request_started()
         try:
             return service_pb2.ModelStreamInferResponse(infer_response=await self.infer(request))

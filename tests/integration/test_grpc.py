@@ -423,3 +423,33 @@ def test_a_prompt_longer_than_a_window_could_hold_is_refused(minilm_server):
     response = requests.post(minilm_server.url + "/v1/embeddings", timeout=30,
                              json={"model": MODEL, "input": ["a"] * 2048, "prompt": "p" * 1_000_000})
     assert response.status_code == 400 and "prompt" in response.json()["error"]["message"]
+
+
+GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"  # field 1 (model_name), a length far past the message's end
+
+
+def test_an_undecodable_message_is_invalid_argument_and_a_stream_reads_on(minilm_server):
+    """grpc's own deserializer answered UNKNOWN, and on a stream ended it with the requests it was running."""
+    with grpc.insecure_channel(grpc_url(minilm_server)) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                    request_serializer=lambda raw: raw,
+                                    response_deserializer=service_pb2.ModelInferResponse.FromString)
+        with pytest.raises(grpc.RpcError) as info:
+            infer(GARBAGE, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "ModelInfer request message could not be parsed" in info.value.details()
+        stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
+                                       request_serializer=lambda raw: raw,
+                                       response_deserializer=service_pb2.ModelStreamInferResponse.FromString)
+
+        def good(request_id: str) -> bytes:
+            request = service_pb2.ModelInferRequest(model_name=MODEL, id=request_id)
+            tensor = request.inputs.add(name="TEXT", datatype="BYTES", shape=[1])
+            tensor.contents.bytes_contents.append(b"hello")
+            return request.SerializeToString()
+
+        responses = list(stream(iter([good("a"), GARBAGE, good("b")]), timeout=60))
+    assert len(responses) == 3
+    errors = [r for r in responses if r.error_message]
+    assert len(errors) == 1 and "could not be parsed" in errors[0].error_message
+    assert sorted(r.infer_response.id for r in responses if not r.error_message) == ["a", "b"]
