@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Seconds a connection may keep sending a body nobody reads before it is closed (aiohttp's default is 10).
 LINGERING_S = 1.0
+# How often a half-closed connection is checked for its last answer, to close it then.
+HALF_CLOSED_CHECK_S = 0.05
 # File descriptors kept for model files, executors and the listener when the connection cap is derived.
 RESERVED_FDS = 128
 _REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
@@ -64,7 +66,8 @@ class _Counted(asyncio.Protocol):
     request's headers: from the first byte that arrives while the connection is idle, `header_timeout_s` to
     complete the request line and headers, or the connection closes. aiohttp has no such deadline (its
     keep-alive timer does not restart on a byte), so one byte every few seconds could hold a connection forever.
-    aiohttp counts the requests it has parsed (`_request_count`); the deadline checks that count moved."""
+    aiohttp counts the requests it has parsed (`_request_count`) and, while it waits for the next one, holds a
+    pending `_waiter`: the deadline closes a connection still waiting whose count did not move."""
 
     def __init__(self, inner: asyncio.Protocol, on_lost: Callable[[], None], header_timeout_s: float) -> None:
         self._inner = inner
@@ -72,6 +75,7 @@ class _Counted(asyncio.Protocol):
         self._header_timeout_s = header_timeout_s
         self._transport: asyncio.BaseTransport | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._closing_check: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -86,17 +90,35 @@ class _Counted(asyncio.Protocol):
                     self._header_timeout_s, self._headers_due, parsed)
 
     def _idle(self) -> bool:
-        """No request parsed and waiting, none being handled: the bytes are the start of the next request."""
-        return not getattr(self._inner, "_messages", True) and not getattr(self._inner, "_request_in_progress", True)
+        """aiohttp waits for the next request (its own keep-alive test): none parsed and queued, none handled."""
+        waiter = getattr(self._inner, "_waiter", None)
+        return waiter is not None and not waiter.done()
 
     def _headers_due(self, parsed_before: int) -> None:
         self._deadline = None
-        if getattr(self._inner, "_request_count", parsed_before) == parsed_before and self._transport is not None:
+        if (self._transport is not None and self._idle()
+                and getattr(self._inner, "_request_count", parsed_before) == parsed_before):
             log.debug("closing a connection whose request headers did not arrive within %gs", self._header_timeout_s)
             self._transport.close()
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        """The client has sent all it will (a half-close, as `nc -N` or `shutdown(SHUT_WR)` do). aiohttp would close
+        the connection at once and drop the answers to what it had read: keep it open for them, then close."""
+        self._inner.eof_received()
+        if self._idle():
+            return None  # nothing read that wants an answer: close
+        self._close_when_answered()
+        return True
+
+    def _close_when_answered(self) -> None:
+        self._closing_check = None
+        if self._transport is None or self._transport.is_closing():
+            return
+        if self._idle():
+            self._transport.close()  # after what is buffered is written
+        else:
+            self._closing_check = asyncio.get_running_loop().call_later(HALF_CLOSED_CHECK_S,
+                                                                        self._close_when_answered)
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
@@ -105,9 +127,10 @@ class _Counted(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        for timer in (self._deadline, self._closing_check):
+            if timer is not None:
+                timer.cancel()
+        self._deadline = self._closing_check = None
         self._on_lost()
         self._inner.connection_lost(exc)
 
