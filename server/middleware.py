@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
-from aiohttp import hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
 
 from .auth import check_bearer
@@ -56,7 +56,9 @@ def add_routes(app: web.Application, table: web.RouteTableDef, protocol: Protoco
                public: bool = False) -> None:
     """Add `table` to `app` (set up by `speaking`); its routes speak `protocol` (default: the application's own)
     and, when `public`, need no API key."""
-    resources = {route.resource for route in app.router.add_routes(table)}
+    defs = [web.RouteDef(d.method, d.path, d.handler, {"expect_handler": _expect_continue, **d.kwargs})
+            if isinstance(d, web.RouteDef) else d for d in table]
+    resources = {route.resource for route in app.router.add_routes(defs)}
     if public:
         app[PUBLIC_ROUTES].update(resources)
     if protocol is not None and protocol is not app[PROTOCOL]:
@@ -64,6 +66,26 @@ def add_routes(app: web.Application, table: web.RouteTableDef, protocol: Protoco
             if all(route.method != hdrs.METH_ANY for route in resource):
                 resource.add_route(hdrs.METH_ANY, _method_not_allowed)
         app[ROUTE_PROTOCOLS].update(dict.fromkeys(resources, protocol))
+
+
+async def _expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue` (it runs before the middlewares): a body declared over --max-request-bytes gets 413
+    in the route's protocol before the client sends it; otherwise 100 Continue, as aiohttp answers."""
+    limit = request.config_dict[CONFIG].max_request_bytes
+    if request.content_length is not None and request.content_length > limit:
+        response = error_response(ServerError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is larger than the "
+                                              f"server accepts ({request.content_length} > {limit} bytes)"),
+                                  protocol_of(request))
+        response.headers["X-Request-Id"] = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
+        response.force_close()
+        return response
+    if request.version != HttpVersion11:
+        return None
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers.get(hdrs.EXPECT, '')}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the answer's own bytes start after it (aiohttp does the same)
+    return None
 
 
 async def _method_not_allowed(request: web.Request) -> web.StreamResponse:

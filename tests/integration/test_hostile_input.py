@@ -160,3 +160,27 @@ def test_a_client_that_resets_mid_body_is_no_internal_error(minilm_server):
                          timeout=30).status_code == 200
     new_log = minilm_server.log()[log_before:]
     assert "Traceback" not in new_log and " failed" not in new_log, new_log[-2000:]
+
+
+@pytest.mark.parametrize("protocol", sorted(ROUTES))
+def test_expect_continue_refuses_an_oversized_body_before_it_is_sent(minilm_server, protocol):
+    """aiohttp answered 100 Continue to any Content-Length: the client uploaded all of it to get a 413."""
+    import socket
+
+    path, valid = ROUTES[protocol]
+    with socket.create_connection(("127.0.0.1", minilm_server.port), timeout=10) as connection:
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           "Content-Length: 17000000\r\nExpect: 100-continue\r\n\r\n".encode())
+        head, _, body = connection.recv(65536).partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 413 Request Entity Too Large", head
+    assert b"larger than the server accepts" in body
+    raw = json.dumps(valid).encode()
+    with socket.create_connection(("127.0.0.1", minilm_server.port), timeout=30) as connection:
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           f"Content-Length: {len(raw)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        assert connection.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        connection.sendall(raw)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += connection.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:200]
