@@ -25,6 +25,8 @@ from .tokenizer import PREFIX_CHARS_PER_TOKEN, TextTokenizer, Tokenized
 # A low estimate of tokens per character, to refuse a request whose windows surely exceed --max-inputs
 # before tokenizing it (English averages about one token per 4-5 characters).
 CHARS_PER_TOKEN_ESTIMATE = 16
+# Characters of chunked inputs tokenized in one batch (`_text_groups`).
+CHUNK_GROUP_CHARS = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,27 @@ def _splits(tokenizer: TextTokenizer, texts: list[str], prompt: str) -> list[chu
             for e, text in zip(encodings, texts)]
 
 
+def _left_split(tokenizer: TextTokenizer, text: str, tail: str, prompt: str) -> chunking.Split:
+    """The split of `prompt + text` for left truncation, from `tail`, a suffix of `text` that ends in the same
+    tokens (`TextTokenizer.kept_suffix`): its text tokens, and the prompt's tokens as the whole text gives them
+    (the prompt's last word may run into the text's first one)."""
+    if tail is text:
+        return _splits(tokenizer, [text], prompt)[0]
+    split = _splits(tokenizer, [tail], "")[0]
+    if not prompt:
+        return split
+    head = _splits(tokenizer, [text[:tokenizer.max_seq_length * PREFIX_CHARS_PER_TOKEN]], prompt)[0]
+    return replace(split, prompt=head.prompt)
+
+
 def _truncate_left(tokenizer: TextTokenizer, texts: list[str], prompt: str) -> _Prepared:
-    """Each long text is tokenized from a suffix that ends in the same kept tokens (`TextTokenizer.kept_suffix`)."""
+    """Each long text is tokenized from a suffix that ends in the same kept tokens (`_left_split`)."""
     limit = tokenizer.max_seq_length
     tails = [tokenizer.kept_suffix(text) if len(text) > limit * PREFIX_CHARS_PER_TOKEN else text for text in texts]
-    splits = _splits(tokenizer, tails, prompt)
+    if all(tail is text for tail, text in zip(tails, texts)):
+        splits = _splits(tokenizer, texts, prompt)
+    else:
+        splits = [_left_split(tokenizer, text, tail, prompt) for text, tail in zip(texts, tails)]
     too_long = [i for i, split in enumerate(splits) if split.length > limit]
     if too_long and not tokenizer.truncate:
         index = too_long[0]
@@ -116,26 +134,42 @@ def _truncate_left(tokenizer: TextTokenizer, texts: list[str], prompt: str) -> _
     return _Prepared(Tokenized([chunking.truncate_left(s, limit) for s in splits], truncated=len(too_long)))
 
 
+def _text_groups(texts: list[str]) -> list[list[str]]:
+    """Consecutive texts in groups of at most CHUNK_GROUP_CHARS characters (a longer text alone): each group is
+    tokenized in one batch, in parallel, and a group's encodings are all that is held at once."""
+    groups: list[list[str]] = []
+    size = CHUNK_GROUP_CHARS
+    for text in texts:
+        if size + len(text) > CHUNK_GROUP_CHARS:
+            groups.append([])
+            size = 0
+        groups[-1].append(text)
+        size += len(text)
+    return groups
+
+
 def _chunk(tokenizer: TextTokenizer, texts: list[str], prompt: str, chunks: Chunking, max_inputs: int
            ) -> _Prepared:
-    """One input at a time, each refused from a prefix when it surely holds more tokens than the windows left
-    may take, so a request costs at most about the tokens its allowed windows hold, whatever its texts."""
+    """Inputs in groups (`_text_groups`), an input refused from a prefix before it is tokenized whole when it
+    surely holds more tokens than the windows left may take: a request costs at most about the tokens its allowed
+    windows hold, whatever its texts."""
     per_input: list[list[chunking.Window]] = []
     limit = tokenizer.max_seq_length
     room = limit - len(tokenizer.prefix) - len(tokenizer.suffix)
-    if chunks.overlap >= room:  # before tokenizing: with a prompt, `chunking.windows` checks the smaller room
-        raise invalid(f"the chunk overlap {chunks.overlap} must be smaller than the window, {room} tokens for this "
-                      "model", "chunking")
-    for text in texts:
-        left = max_inputs - sum(map(len, per_input))
-        try:
-            if tokenizer.surely_longer_than(text, chunking.most_tokens(left, limit, chunks.overlap)):
-                raise chunking.TooManyWindows()
-            split = _splits(tokenizer, [text], prompt)[0]
-            per_input.append(chunking.windows(split, limit, chunks.overlap, left))
-        except chunking.TooManyWindows:
-            raise invalid(f"the inputs make more than {max_inputs} windows; at most {max_inputs} are allowed per "
-                          "request (--max-inputs)", "input") from None
+    try:
+        for group in _text_groups(texts):
+            for text in group:
+                if chunks.overlap >= room and tokenizer.surely_longer_than(text, room):
+                    raise invalid(f"the chunk overlap {chunks.overlap} must be smaller than the window, {room} "
+                                  "tokens for this model", "chunking")
+                left = max_inputs - sum(map(len, per_input))
+                if tokenizer.surely_longer_than(text, chunking.most_tokens(left, limit, chunks.overlap)):
+                    raise chunking.TooManyWindows()
+            for split in _splits(tokenizer, group, prompt):
+                per_input.append(chunking.windows(split, limit, chunks.overlap, max_inputs - sum(map(len, per_input))))
+    except chunking.TooManyWindows:
+        raise invalid(f"the inputs make more than {max_inputs} windows; at most {max_inputs} are allowed per "
+                      "request (--max-inputs)", "input") from None
     counts = [len(w) for w in per_input]
     flat = [window for windows in per_input for window in windows]
     return _Prepared(Tokenized([w.sequence for w in flat], truncated=0), counts,

@@ -81,6 +81,8 @@ def add_to_server(service: InferenceService, server: grpc.aio.Server) -> None:
     of undecodable messages (`Undecodable`)."""
     taken = _Handlers()
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(service, taken)
+    if not taken.by_method:  # generated code older than grpcio 1.63's registered method handlers
+        raise RuntimeError("tritonclient's generated gRPC code registered no method handlers: upgrade tritonclient")
     handlers = {name: handler._replace(request_deserializer=_tolerant(name, handler.request_deserializer))
                 for name, handler in taken.by_method.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(taken.service, handlers),))
@@ -94,11 +96,12 @@ def _rpc(*, public: bool = False):
         @functools.wraps(method)
         async def handler(self: InferenceService, request, context: grpc.aio.ServicerContext):
             try:
+                if not public:
+                    self.authenticate(context)
                 if isinstance(request, Undecodable):
                     raise request.error()
                 if public:
                     return await method(self, request, context)
-                self.authenticate(context)
                 self.lifecycle.request_started()
                 try:
                     return await method(self, request, context)

@@ -64,8 +64,8 @@ class _Refused(asyncio.Protocol):
 class _Counted(asyncio.Protocol):
     """aiohttp's protocol for one connection, counted from its creation to its loss, with a deadline for each
     request's headers: from the first byte that arrives while the connection is idle, `header_timeout_s` to
-    complete the request line and headers, or the connection closes. aiohttp has no such deadline (its
-    keep-alive timer does not restart on a byte), so one byte every few seconds could hold a connection forever.
+    complete the request line and headers, or the connection closes. aiohttp has no such deadline: only its
+    keep-alive timer (--keep-alive-timeout-s; an hour by aiohttp's default) ends a connection that trickles bytes.
     aiohttp counts the requests it has parsed (`_request_count`) and, while it waits for the next one, holds a
     pending `_waiter`: the deadline closes a connection still waiting whose count did not move."""
 
@@ -75,6 +75,7 @@ class _Counted(asyncio.Protocol):
         self._header_timeout_s = header_timeout_s
         self._transport: asyncio.BaseTransport | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_count = -1  # aiohttp's parsed-request count when the deadline was set
         self._closing_check: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -83,11 +84,13 @@ class _Counted(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._inner.data_received(data)
-        if self._deadline is None and self._idle():
-            parsed = getattr(self._inner, "_request_count", None)
-            if parsed is not None:
-                self._deadline = asyncio.get_running_loop().call_later(
-                    self._header_timeout_s, self._headers_due, parsed)
+        parsed = getattr(self._inner, "_request_count", None)
+        if parsed is None or not self._idle() or (self._deadline is not None and parsed == self._deadline_count):
+            return
+        if self._deadline is not None:  # set for a request that has been parsed since: this one gets its own
+            self._deadline.cancel()
+        self._deadline_count = parsed
+        self._deadline = asyncio.get_running_loop().call_later(self._header_timeout_s, self._headers_due, parsed)
 
     def _idle(self) -> bool:
         """aiohttp waits for the next request (its own keep-alive test): none parsed and queued, none handled."""

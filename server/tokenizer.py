@@ -15,6 +15,8 @@ PREFIX_CHARS_PER_TOKEN = 16
 # Tokens the prefix must yield beyond what is kept, so that the word cut at its end cannot reach the kept ones
 # (WordPiece turns a word of more than 100 characters into one [UNK]).
 PREFIX_MARGIN_TOKENS = 128
+# Characters at the start of a suffix searched for a word boundary (`kept_suffix`).
+WORD_SCAN_CHARS = 512
 # Texts longer than this are encoded with `encode_batch`, which releases the GIL (`encode` holds it throughout).
 GIL_FREE_CHARS = 4096
 
@@ -106,21 +108,28 @@ class TextTokenizer:
         return text, None
 
     def kept_suffix(self, text: str) -> str:
-        """A suffix of `text` that tokenizes to the same last max_seq_length tokens (left truncation keeps only
-        those): `_kept_prefix`'s rule from the other end, so a long text costs the tokenization of a few kilobytes
-        whichever end is kept. Returns `text` when no shorter suffix will do."""
+        """A suffix of `text` that tokenizes to the same last max_seq_length tokens as the whole text (left
+        truncation keeps only those), so a long text costs the tokenization of a few kilobytes whichever end is
+        kept. The suffix starts where a word of the model's pre-tokenizer starts: words tokenize independently
+        (BPE does not, within one word: a cut inside a long run would change its last tokens). Returns `text`
+        when no shorter suffix will do (no word boundary near the cut, or no pre-tokenizer)."""
+        pre_tokenizer = self._untruncated.pre_tokenizer
         room = self.max_seq_length - len(self.prefix) - len(self.suffix)
         cut = self.max_seq_length * PREFIX_CHARS_PER_TOKEN
-        while cut < len(text):
-            plain = self._untruncated.encode_batch([text[-cut:]], add_special_tokens=False)[0]
-            if len(plain.ids) >= room + PREFIX_MARGIN_TOKENS:
-                return text[-cut:]
+        while pre_tokenizer is not None and cut < len(text):
+            tail = text[-cut:]
+            words = pre_tokenizer.pre_tokenize_str(tail[:WORD_SCAN_CHARS])
+            if len(words) > 1:
+                kept = tail[words[1][1][0]:]  # from the first word the cut did not go through
+                plain = self._untruncated.encode_batch([kept], add_special_tokens=False)[0]
+                if len(plain.ids) >= room + PREFIX_MARGIN_TOKENS:
+                    return kept
             cut *= 4
         return text
 
     def surely_longer_than(self, text: str, tokens: int) -> bool:
-        """Whether `text` has more than `tokens` tokens, decided from prefixes of doubling length that start at
-        `tokens` characters, so that a text far over the bound costs the tokenization of about `tokens` tokens,
+        """Whether `text` has more than `tokens` tokens, decided from prefixes of doubling length that start a
+        little over `tokens` characters, so that a text far over the bound costs the tokenization of about `tokens` tokens,
         not of the whole text. False means: tokenize it whole to know."""
         cut = tokens + 2 * PREFIX_MARGIN_TOKENS
         while cut < len(text):

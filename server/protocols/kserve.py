@@ -166,7 +166,7 @@ def _split_body(raw: bytes, header_length: str | None, max_inputs: int) -> tuple
         json_part, binary = raw, memoryview(b"")
     else:
         digits = header_length.strip()
-        if not (digits.isascii() and digits.isdigit()):  # int() would take "1_0", "+1" and non-ASCII digits
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 20):  # int() takes "1_0", "+1", "١"
             raise invalid(f"{HEADER_LENGTH} must be an integer, got {header_length!r}")
         size = int(digits)
         if size == 0:

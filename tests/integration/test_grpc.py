@@ -453,3 +453,13 @@ def test_an_undecodable_message_is_invalid_argument_and_a_stream_reads_on(minilm
     errors = [r for r in responses if r.error_message]
     assert len(errors) == 1 and "could not be parsed" in errors[0].error_message
     assert sorted(r.infer_response.id for r in responses if not r.error_message) == ["a", "b"]
+
+
+def test_an_undecodable_message_without_the_key_is_unauthenticated(guarded_server):
+    with grpc.insecure_channel(grpc_url(guarded_server)) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                    request_serializer=lambda raw: raw,
+                                    response_deserializer=service_pb2.ModelInferResponse.FromString)
+        with pytest.raises(grpc.RpcError) as info:
+            infer(GARBAGE, timeout=30)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import random
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tokenizers import Tokenizer
@@ -156,25 +160,44 @@ def test_windows_are_counted_before_any_is_built(tokenizer):
     assert len(chunking.windows(parts, 40, 0, 100)) == -(-3000 // room)
 
 
-@pytest.mark.parametrize("words", [900, 5000])
-@pytest.mark.parametrize("prompt", ["", "query: "])
-def test_left_truncation_of_a_long_text_from_its_suffix_keeps_the_tokens_of_the_whole_text(words, prompt):
-    """Texts over 16 characters per kept token are tokenized from a suffix (`TextTokenizer.kept_suffix`)."""
-    from pathlib import Path
+LEFT_SEED = int(os.environ.get("FUZZ_SEED") or random.randrange(2**32))
 
+
+def byte_level_tokenizer(path) -> Path:
+    """A small byte-level BPE (GPT-2 / RoBERTa style) trained here: BPE merges within a word from its start."""
+    from tokenizers import models, pre_tokenizers, trainers
+
+    trained = Tokenizer(models.BPE())
+    trained.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    corpus = ["aaaa aaaaaaaa bread naive co-operate " * 20, "a" * 64, "the quick brown fox " * 30]
+    trained.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, show_progress=False,
+                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    trained.save(str(path / "tokenizer.json"))
+    return path / "tokenizer.json"
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "byte-level"])
+def test_left_truncation_of_long_texts_keeps_the_tokens_of_the_whole_texts(kind, tmp_path):
+    """Texts over 16 characters per kept token are tokenized from a suffix (`TextTokenizer.kept_suffix`) that
+    starts at a word boundary, with the prompt's tokens as the whole text gives them. Fuzzed with a fresh seed."""
     from server.embedding import prepare
-    from server.options import LEFT
     from server.tokenizer import TextTokenizer
 
-    whole = TextTokenizer(Path(minilm_path() / "tokenizer.json"), 256, truncate=True)
-    rng = np.random.default_rng()
-    vocabulary = ["bread", "naïve", "Köln", "東京", "co-operate", "x", "12.5", "!", "well,", "unbelievable"]
-    text = " ".join(rng.choice(vocabulary, size=words))
-    assert len(text) > 256 * 16  # the suffix path
-    full = whole.encode_full([prompt + text])[0]
-    split = chunking.split_encoding(full.ids, full.offsets, prefix=1, suffix=1, prompt_chars=len(prompt),
-                                    text_chars=len(text))
+    print(f"FUZZ_SEED={LEFT_SEED}")
+    limit = 256 if kind == "wordpiece" else 32
+    path = minilm_path() / "tokenizer.json" if kind == "wordpiece" else byte_level_tokenizer(tmp_path)
+    whole = TextTokenizer(Path(path), limit, truncate=True)
+    rng = np.random.default_rng(LEFT_SEED)
+    vocabulary = ["bread", "naïve", "Köln", "東京", "co-operate", "x", "12.5", "!", "well,", "unbelievable",
+                  "a" * 600, "!" * 300, "aaaaaaa"]
     options = options_from_body({"truncation_direction": "left"})
-    assert options.truncation_direction == LEFT
-    kept = prepare(whole, [text], prompt, options, 2048).tokenized.sequences[0]
-    assert np.array_equal(kept, chunking.truncate_left(split, 256))
+    for _ in range(12):
+        text = " ".join(rng.choice(vocabulary, size=int(rng.integers(900, 4000))))
+        text += rng.choice(["", " " + "a" * 5001, "a" * 5001, " end."])
+        prompt = str(rng.choice(["", "query: ", "abc", "Represent this"]))
+        assert len(text) > limit * 16  # the suffix path
+        full = whole.encode_full([prompt + text])[0]
+        split = chunking.split_encoding(full.ids, full.offsets, prefix=len(whole.prefix), suffix=len(whole.suffix),
+                                        prompt_chars=len(prompt), text_chars=len(text))
+        kept = prepare(whole, [text], prompt, options, 2048).tokenized.sequences[0]
+        assert np.array_equal(kept, chunking.truncate_left(split, limit)), (prompt, text[-80:])
