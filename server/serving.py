@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 
 # Seconds a connection may keep sending a body nobody reads before it is closed (aiohttp's default is 10).
 LINGERING_S = 1.0
-# How often a half-closed connection is checked for its last answer, to close it then.
-HALF_CLOSED_CHECK_S = 0.05
 # File descriptors kept for model files, executors and the listener when the connection cap is derived.
 RESERVED_FDS = 128
 _REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
@@ -76,7 +74,6 @@ class _Counted(asyncio.Protocol):
         self._transport: asyncio.BaseTransport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_count = -1  # aiohttp's parsed-request count when the deadline was set
-        self._closing_check: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -105,23 +102,9 @@ class _Counted(asyncio.Protocol):
             self._transport.close()
 
     def eof_received(self) -> bool | None:
-        """The client has sent all it will (a half-close, as `nc -N` or `shutdown(SHUT_WR)` do). aiohttp would close
-        the connection at once and drop the answers to what it had read: keep it open for them, then close."""
-        self._inner.eof_received()
-        if self._idle():
-            return None  # nothing read that wants an answer: close
-        self._close_when_answered()
-        return True
-
-    def _close_when_answered(self) -> None:
-        self._closing_check = None
-        if self._transport is None or self._transport.is_closing():
-            return
-        if self._idle():
-            self._transport.close()  # after what is buffered is written
-        else:
-            self._closing_check = asyncio.get_running_loop().call_later(HALF_CLOSED_CHECK_S,
-                                                                        self._close_when_answered)
+        """The client's EOF closes the connection (aiohttp's choice, kept): a client that leaves and one that only
+        half-closes look the same here, and closing is what cancels the work of a client that left."""
+        return self._inner.eof_received()
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
@@ -130,10 +113,9 @@ class _Counted(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._deadline, self._closing_check):
-            if timer is not None:
-                timer.cancel()
-        self._deadline = self._closing_check = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._on_lost()
         self._inner.connection_lost(exc)
 

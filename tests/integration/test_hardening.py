@@ -477,23 +477,3 @@ def test_trickled_headers_and_idle_connections_are_closed_but_slow_bodies_are_no
             assert b" 200 " in slow.recv(65536).split(b"\r\n")[0]
     finally:
         assert server.stop() == 0
-
-
-def test_a_half_closed_connection_gets_its_answers_then_is_closed(repo):
-    """aiohttp closed the connection on the client's EOF and dropped the answers (even to 5 pipelined requests)."""
-    server = start_server(repo)
-    try:
-        body = json.dumps({"model": MODEL, "input": "half-closed"}).encode()
-        request = (b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        for count in (1, 5):
-            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
-                connection.sendall(request * count)
-                connection.shutdown(socket.SHUT_WR)
-                answer = b""
-                while chunk := connection.recv(65536):  # until the server closes
-                    answer += chunk
-            assert answer.count(b"HTTP/1.1 200 OK") == count, answer[:300]
-        assert requests.get(server.url + "/health", timeout=10).status_code == 200
-    finally:
-        assert server.stop() == 0
