@@ -76,7 +76,7 @@ async def _expect_continue(request: web.Request) -> web.StreamResponse | None:
         response = error_response(ServerError(ErrorKind.PAYLOAD_TOO_LARGE, f"the request body is larger than the "
                                               f"server accepts ({request.content_length} > {limit} bytes)"),
                                   protocol_of(request))
-        response.headers["X-Request-Id"] = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
+        response.headers["X-Request-Id"] = request_id_of(request)
         response.force_close()
         return response
     if request.version != HttpVersion11:
@@ -119,9 +119,14 @@ def _from_http(exc: web.HTTPException) -> ServerError:
     return ServerError(kind, message)
 
 
+def request_id_of(request: web.Request) -> str:
+    """The client's X-Request-Id (at most 128 characters), else a new one."""
+    return request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
+    request_id = request_id_of(request)
     protocol = protocol_of(request)
     try:
         response = await handler(request)

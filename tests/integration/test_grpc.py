@@ -428,16 +428,21 @@ def test_a_prompt_longer_than_a_window_could_hold_is_refused(minilm_server):
 GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"  # field 1 (model_name), a length far past the message's end
 
 
+def garbage_model_infer_error(channel: grpc.Channel) -> grpc.RpcError:
+    """The error of a ModelInfer call whose message is GARBAGE (sent as raw bytes)."""
+    infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer", request_serializer=lambda raw: raw,
+                                response_deserializer=service_pb2.ModelInferResponse.FromString)
+    with pytest.raises(grpc.RpcError) as info:
+        infer(GARBAGE, timeout=30)
+    return info.value
+
+
 def test_an_undecodable_message_is_invalid_argument_and_a_stream_reads_on(minilm_server):
     """grpc's own deserializer answered UNKNOWN, and on a stream ended it with the requests it was running."""
     with grpc.insecure_channel(grpc_url(minilm_server)) as channel:
-        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                    request_serializer=lambda raw: raw,
-                                    response_deserializer=service_pb2.ModelInferResponse.FromString)
-        with pytest.raises(grpc.RpcError) as info:
-            infer(GARBAGE, timeout=30)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "ModelInfer request message could not be parsed" in info.value.details()
+        error = garbage_model_infer_error(channel)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "ModelInfer request message could not be parsed" in error.details()
         stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
                                        request_serializer=lambda raw: raw,
                                        response_deserializer=service_pb2.ModelStreamInferResponse.FromString)
@@ -457,9 +462,4 @@ def test_an_undecodable_message_is_invalid_argument_and_a_stream_reads_on(minilm
 
 def test_an_undecodable_message_without_the_key_is_unauthenticated(guarded_server):
     with grpc.insecure_channel(grpc_url(guarded_server)) as channel:
-        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                    request_serializer=lambda raw: raw,
-                                    response_deserializer=service_pb2.ModelInferResponse.FromString)
-        with pytest.raises(grpc.RpcError) as info:
-            infer(GARBAGE, timeout=30)
-        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert garbage_model_infer_error(channel).code() == grpc.StatusCode.UNAUTHENTICATED
