@@ -110,12 +110,22 @@ def launch(args: list[str], env: dict[str, str] | None = None, module: str = "se
     return ServerProcess(process, port, Path(log_file.name))
 
 
+# Start-ups retried when the HTTP port, free when picked, was taken before the server bound it (the server's own
+# ephemeral gRPC port can be that very port).
+PORT_RACE_ATTEMPTS = 3
+
+
 def start_server(repository: Path, *args: str, env: dict[str, str] | None = None, module: str = "server",
                  ready_timeout: float = 180.0) -> ServerProcess:
     server = launch(["--model-repository", str(repository), *args], env, module)
     deadline = time.monotonic() + ready_timeout
+    attempts = 1
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
+            if "address already in use" in server.log() and attempts < PORT_RACE_ATTEMPTS:
+                attempts += 1
+                server = launch(["--model-repository", str(repository), *args], env, module)
+                continue
             raise AssertionError(f"server exited with {server.process.returncode}\n{server.log()[-3000:]}")
         if http_status(server.url + "/v2/health/ready") == 200:
             return server
