@@ -156,17 +156,18 @@ def _chunk(tokenizer: TextTokenizer, texts: list[str], prompt: str, chunks: Chun
     per_input: list[list[chunking.Window]] = []
     limit = tokenizer.max_seq_length
     room = limit - len(tokenizer.prefix) - len(tokenizer.suffix)
+    used = 0  # windows so far
     try:
         for group in _text_groups(texts):
             for text in group:
                 if chunks.overlap >= room and tokenizer.surely_longer_than(text, room):
                     raise invalid(f"the chunk overlap {chunks.overlap} must be smaller than the window, {room} "
                                   "tokens for this model", "chunking")
-                left = max_inputs - sum(map(len, per_input))
-                if tokenizer.surely_longer_than(text, chunking.most_tokens(left, limit, chunks.overlap)):
+                if tokenizer.surely_longer_than(text, chunking.most_tokens(max_inputs - used, limit, chunks.overlap)):
                     raise chunking.TooManyWindows()
             for split in _splits(tokenizer, group, prompt):
-                per_input.append(chunking.windows(split, limit, chunks.overlap, max_inputs - sum(map(len, per_input))))
+                per_input.append(chunking.windows(split, limit, chunks.overlap, max_inputs - used))
+                used += len(per_input[-1])
     except chunking.TooManyWindows:
         raise invalid(f"the inputs make more than {max_inputs} windows; at most {max_inputs} are allowed per "
                       "request (--max-inputs)", "input") from None

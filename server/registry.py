@@ -69,6 +69,10 @@ class ModelRegistry:
                               param="model", code="model_not_found")
         return model
 
+    def named_or_default(self, name: str | None) -> ServedModel:
+        """The model a request names, else the default one (for APIs whose model field is optional)."""
+        return self.get(name) if name else self.default()
+
     def default(self) -> ServedModel:
         if not self._models:
             raise ServerError(ErrorKind.UNAVAILABLE, "no model is loaded", retry_after_s=5)

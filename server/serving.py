@@ -87,17 +87,17 @@ class _Counted(asyncio.Protocol):
         if self._deadline is not None:  # set for a request that has been parsed since: this one gets its own
             self._deadline.cancel()
         self._deadline_count = parsed
-        self._deadline = asyncio.get_running_loop().call_later(self._header_timeout_s, self._headers_due, parsed)
+        self._deadline = asyncio.get_running_loop().call_later(self._header_timeout_s, self._headers_due)
 
     def _idle(self) -> bool:
         """aiohttp waits for the next request (its own keep-alive test): none parsed and queued, none handled."""
         waiter = getattr(self._inner, "_waiter", None)
         return waiter is not None and not waiter.done()
 
-    def _headers_due(self, parsed_before: int) -> None:
+    def _headers_due(self) -> None:
         self._deadline = None
         if (self._transport is not None and self._idle()
-                and getattr(self._inner, "_request_count", parsed_before) == parsed_before):
+                and getattr(self._inner, "_request_count", None) == self._deadline_count):
             log.debug("closing a connection whose request headers did not arrive within %gs", self._header_timeout_s)
             self._transport.close()
 
@@ -127,7 +127,7 @@ class CappedProtocolFactory:
     before aiohttp registers any of them).
     """
 
-    def __init__(self, server: web.Server, cap: int, header_timeout_s: float = 30.0) -> None:
+    def __init__(self, server: web.Server, cap: int, header_timeout_s: float) -> None:
         self._server = server
         self.cap = cap
         self.header_timeout_s = header_timeout_s

@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..embedding import chunk_floats, embed_inputs, estimated_chunk_floats
-from ..model import ServedModel
 from ..protocols import openai
 from ..state import CONFIG, REGISTRY
 from ..vectors import postprocess
@@ -20,10 +19,7 @@ async def embeddings(request: web.Request) -> web.Response:
     parsed = await parse_body(request, lambda raw: openai.parse_embeddings_request(
         json_of(raw, config.max_inputs), max_inputs=config.max_inputs, max_input_chars=config.max_input_chars))
 
-    def pick() -> ServedModel:
-        return registry.get(parsed.model) if parsed.model else registry.default()
-
-    model = pick()
+    model = registry.named_or_default(parsed.model)
     openai.check_dimensions(parsed.dimensions, model.info.dimension, model.info.name)
     width, binary = parsed.dimensions or model.info.dimension, parsed.encoding_format == "base64"
     check_response_size(request, parsed.count * width + estimated_chunk_floats(

@@ -11,7 +11,6 @@ from ..embedding import CHARS_PER_TOKEN_ESTIMATE, chunk_floats, embed_inputs, es
 from ..errors import ErrorKind, ServerError
 from ..model import Embeddings, ServedModel
 from ..protocols import tei
-from ..registry import ModelRegistry
 from ..response_limit import check_response_bytes
 from ..state import CONFIG, REGISTRY
 from ..vectors import postprocess
@@ -29,18 +28,13 @@ def _headers(result: Embeddings) -> dict[str, str]:
     }
 
 
-def _model(registry: ModelRegistry, body) -> ServedModel:
-    name = tei.requested_model(body)
-    return registry.get(name) if name else registry.default()
-
-
 @routes.post("/embed")
 async def embed(request: web.Request) -> web.Response:
     config, registry = request.config_dict[CONFIG], request.config_dict[REGISTRY]  # body read (middleware)
 
     def parse(raw: bytes) -> tuple[ServedModel, tei.EmbedRequest]:
         body = json_of(raw, config.max_inputs)
-        model = _model(registry, body)
+        model = registry.named_or_default(tei.requested_model(body))
         return model, tei.parse_embed_request(body, max_inputs=config.max_inputs, dimension=model.info.dimension,
                                               max_input_chars=config.max_input_chars)
 
@@ -79,7 +73,7 @@ async def tokenize(request: web.Request) -> web.Response:
 
     def parse(raw: bytes) -> tuple[ServedModel, tei.TokenizeRequest]:
         body = json_of(raw, config.max_inputs)
-        return _model(registry, body), tei.parse_tokenize_request(body, max_inputs=config.max_inputs,
+        return registry.named_or_default(tei.requested_model(body)), tei.parse_tokenize_request(body, max_inputs=config.max_inputs,
                                                                   max_input_chars=config.max_input_chars)
 
     model, parsed = await parse_body(request, parse)
