@@ -265,6 +265,8 @@ def _int64(tensor: dict, name: str, model: str, chunk: memoryview | None, max_in
                           f"{count * 8}")
         return np.frombuffer(chunk, dtype="<i8").astype(np.int64).reshape(shape)
     data = tensor.get("data")
+    if isinstance(data, np.ndarray):  # gRPC's int64_contents, already converted and counted
+        return data.reshape(shape)
     if not isinstance(data, list) or len(data) not in (count, shape[0]):
         raise invalid(f"input '{name}': 'data' must hold {count} integers for shape {shape}")
     try:

@@ -395,6 +395,38 @@ def peak_rss(pid: int) -> int:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
 
 
+def test_a_grpc_message_of_int64_contents_costs_memory_near_its_size(repo):
+    """5M ids and 5M mask elements in `contents.int64_contents` (a 15 MB message, under the 16 MiB limit) took
+    +576 MB at their peak when each was first copied into a list of Python ints; now ~340 MB, of which protobuf's
+    own parse of the message (its repeated fields grow by doubling in one arena) takes ~200 MB."""
+    import grpc
+    import numpy as np
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    count = 5_000_000
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    for name, value in (("input_ids", 1000), ("attention_mask", 1)):
+        tensor = request.inputs.add(name=name, datatype="INT64", shape=[1, count])
+        tensor.contents.int64_contents.extend(np.full(count, value, dtype=np.int64).tolist())
+    assert request.ByteSize() < 16 * 2**20
+    server = start_server(repo, "--grpc-port", "0")
+    try:
+        assert requests.post(server.url + "/v1/embeddings", json={"model": MODEL, "input": [LONG] * 32},
+                             timeout=60).status_code == 200
+        before = peak_rss(server.process.pid)
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}", options=[
+                ("grpc.max_send_message_length", -1)]) as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=120)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "max_seq_length" in refused.value.details()
+        grown = peak_rss(server.process.pid) - before
+        print(f"peak RSS grew {grown / 2**20:.0f} MB for a {request.ByteSize() / 2**20:.0f} MB message")
+        assert grown < 450 * 2**20, grown
+    finally:
+        assert server.stop() == 0
+
+
 def test_left_truncation_and_chunking_of_huge_texts_cost_bounded_memory(repo):
     """Each "!" is a token: three 2M-token texts kept from the left, and one chunked (refused: too many windows),
     took 2.3 GB and 1.3 GB at their peak when the whole texts were tokenized."""
