@@ -201,12 +201,17 @@ class ServedModel:
             self.stats.record_failure(0)
             raise
         self.stats.change_pending(1)
-        job.future.add_done_callback(lambda f: f.cancelled() and self._dispatcher.queue.discard(job))
+        job.future.add_done_callback(lambda f, job=job: f.cancelled() and self._dispatcher.queue.discard(job))
         if timeout_ms:
             timer = loop.call_later(timeout_ms / 1000, self._dispatcher.expire, job)
             job.future.add_done_callback(lambda f: timer.cancel())
         try:
             result: JobResult = await job.future
+        except BaseException:
+            # The future keeps the exception, whose traceback keeps this frame: dropping `job` here breaks that
+            # cycle, which would hold the request's frames (its body, its arrays) until a full garbage collection.
+            del job
+            raise
         finally:
             self.stats.change_pending(-1)
         return Embeddings(result.embeddings, tokenized.token_count, tokenized.truncated, result.queue_ns,

@@ -436,6 +436,52 @@ def test_grpc_messages_of_int64_contents_cost_memory_near_their_size_and_none_is
         assert server.stop() == 0
 
 
+def test_requests_that_fail_in_the_queue_leave_nothing_behind(repo):
+    """A request failed while queued (here: its deadline passed while a long request ran) raised the exception its
+    job's future kept; the traceback held the waiting frame, which held the job: a cycle that kept the request's
+    frames, and so its message (~28 MB of protobuf for 2048 x 256 ids), until a full garbage collection."""
+    import grpc
+    import numpy as np
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    rows, width = 2048, 256
+    ids = np.full((rows, width), 1000, dtype=np.int64)
+    ids[:, 0], ids[:, -1] = 101, 102
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request.parameters["timeout"].int64_param = 1000  # microseconds: expires while the long request runs
+    for name, array in (("input_ids", ids), ("attention_mask", np.ones_like(ids))):
+        request.inputs.add(name=name, datatype="INT64", shape=[rows, width]).contents.int64_contents.extend(
+            array.ravel().tolist())
+    server = start_server(repo, "--grpc-port", "0")
+    process = psutil.Process(server.process.pid)
+    try:
+        # A long request from a client that leaves once the test is done: its queued batches are then dropped.
+        long_request = socket.create_connection(("127.0.0.1", server.port))
+        body = json.dumps({"model": MODEL, "input": [LONG] * 1024}).encode()
+        codes, after = [], []
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}", options=[
+                ("grpc.max_send_message_length", -1)]) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            batches = counter(server.url, "oes_batch_size_count")
+            long_request.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            wait_until(lambda: counter(server.url, "oes_batch_size_count") > batches, "the long request's first batch")
+            for _ in range(9):  # the first one's RSS is the baseline: it pays the one-time allocations
+                with pytest.raises(grpc.RpcError) as failed:
+                    stub.ModelInfer(request, timeout=60)
+                codes.append(failed.value.code())
+                after.append(process.memory_info().rss)
+        long_request.setblocking(False)
+        with pytest.raises(BlockingIOError):  # no answer yet: the timed-out requests were queued behind it
+            long_request.recv(1)
+        long_request.close()
+        print(f"RSS after each of nine timed-out requests: {[round(rss / 2**20) for rss in after]} MB")
+        assert set(codes) == {grpc.StatusCode.DEADLINE_EXCEEDED}, codes
+        assert max(after) - after[0] < 100 * 2**20, after
+    finally:
+        assert server.stop() == 0
+
+
 def test_left_truncation_and_chunking_of_huge_texts_cost_bounded_memory(repo):
     """Each "!" is a token: three 2M-token texts kept from the left, and one chunked (refused: too many windows),
     took 2.3 GB and 1.3 GB at their peak when the whole texts were tokenized."""
