@@ -100,15 +100,20 @@ _CONTENTS = ("bool_contents", "int_contents", "int64_contents", "uint_contents",
 
 def is_small(request: service_pb2.ModelInferRequest) -> bool:
     """Whether parsing `request` is cheap enough for the event loop, from counts alone (each len() is O(1))."""
-    if max(len(request.inputs), len(request.outputs), len(request.raw_input_contents), len(request.parameters)
-           ) > INLINE_PARTS:
+    inputs, outputs, raw = request.inputs, request.outputs, request.raw_input_contents
+    if max(len(inputs), len(outputs), len(raw), len(request.parameters)) > INLINE_PARTS:
         return False
-    elements = sum(len(t.shape) + len(t.parameters) + sum(len(getattr(t.contents, f)) for f in _CONTENTS)
-                   for t in request.inputs) + sum(len(o.parameters) for o in request.outputs)
+    elements = sum(len(o.parameters) for o in outputs) if outputs else 0
+    with_contents = []  # most clients send raw_input_contents: then no tensor has `contents` to count
+    for tensor in inputs:
+        elements += len(tensor.shape) + len(tensor.parameters)
+        if tensor.HasField("contents"):
+            with_contents.append(tensor.contents)
+            elements += sum(len(getattr(tensor.contents, field)) for field in _CONTENTS)
     if elements > INLINE_ELEMENTS:
         return False
-    texts = sum(len(item) for t in request.inputs for item in t.contents.bytes_contents)
-    return texts + sum(map(len, request.raw_input_contents)) <= INLINE_RAW_BYTES
+    texts = sum(len(item) for contents in with_contents for item in contents.bytes_contents)
+    return texts + sum(map(len, raw)) <= INLINE_RAW_BYTES
 
 
 def parse_infer_request(request: service_pb2.ModelInferRequest, *, max_inputs: int,

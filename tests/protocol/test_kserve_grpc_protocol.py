@@ -205,6 +205,36 @@ def test_int64_contents_become_arrays_without_a_python_int_per_element():
     assert peak < 2 * count * 8 + 2**20, peak  # the two arrays, and little else
 
 
+def test_which_requests_are_parsed_on_the_event_loop():
+    """`is_small`: a request within 16 parts, 4096 elements and 64 KiB of data is parsed inline; anything more goes
+    to a thread (counts only; nothing is converted to decide)."""
+    assert kserve_grpc.is_small(client_request([text_input(["hello", "world"])]))
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="TEXT", datatype="BYTES", shape=[2]).contents.bytes_contents.extend([b"a", b"b"])
+    assert kserve_grpc.is_small(request)
+
+    def parameters(params, count):
+        for k in range(count):
+            params[f"p{k}"].bool_param = True
+
+    cases = {
+        "17 inputs": lambda r: [r.inputs.add(name=f"i{k}") for k in range(17)],
+        "17 raw contents": lambda r: r.raw_input_contents.extend([b""] * 17),
+        "17 outputs": lambda r: [r.outputs.add(name=f"o{k}") for k in range(17)],
+        "17 request parameters": lambda r: parameters(r.parameters, 17),
+        "4097 elements": lambda r: r.inputs.add(name="input_ids").contents.int64_contents.extend([1] * 4097),
+        "4097 tensor parameters": lambda r: parameters(r.inputs.add(name="TEXT").parameters, 4097),
+        "4097 output parameters": lambda r: parameters(r.outputs.add(name="o").parameters, 4097),
+        "4097 dimensions": lambda r: r.inputs.add(name="TEXT").shape.extend([1] * 4097),
+        "64 KiB of text": lambda r: r.inputs.add(name="TEXT").contents.bytes_contents.append(b"a" * (64 * 1024 + 1)),
+        "64 KiB of raw data": lambda r: (r.inputs.add(name="TEXT"), r.raw_input_contents.append(b"a" * (64 * 1024 + 1))),
+    }
+    for name, build in cases.items():
+        request = service_pb2.ModelInferRequest(model_name=MODEL)
+        build(request)
+        assert not kserve_grpc.is_small(request), name
+
+
 def test_a_repeated_output_is_refused_when_it_is_met():
     request = client_request([text_input(["a"])], outputs=[grpcclient.InferRequestedOutput(kserve.OUTPUT)] * 3)
     rejected(request, "requested more than once")
