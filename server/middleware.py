@@ -137,6 +137,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        # aiohttp keeps the error of an unknown route or method in the request's match info: without its
+        # traceback, which holds this request, that is no reference cycle.
+        exc.__traceback__ = None
         response = error_response(_from_http(exc), protocol)
     except Exception:
         log.exception("request %s %s %s failed", request_id, request.method, request.path)
@@ -168,12 +171,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Read the whole body before the route runs: within --body-timeout-s, bounded by --max-request-bytes before
-    and after decoding its Content-Encoding. The route's `request.read()` then returns the decoded body."""
-    if request.body_exists:
+    and after decoding its Content-Encoding. The route's `request.read()` then returns the decoded body, until the
+    route returns: an idle keep-alive connection keeps its last request, but not its body. A request to an
+    unknown route or method is answered without its body being read. (`asyncio.timeout`, not `wait_for`: on
+    Python 3.11 `wait_for` reads in a task that keeps its error, whose traceback holds the body: a cycle.)"""
+    if request.body_exists and request.match_info.http_exception is None:
         config = request.config_dict[CONFIG]
         try:
-            raw = await asyncio.wait_for(request.read(), config.body_timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(config.body_timeout_s):
+                raw = await request.read()
+        except TimeoutError:
             raise ClosingError(ErrorKind.REQUEST_TIMEOUT,
                                f"the request body did not arrive within {config.body_timeout_s:g}s") from None
         except RequestPayloadError as exc:
@@ -190,4 +197,7 @@ async def body_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 decoded = await asyncio.get_running_loop().run_in_executor(
                     None, decode, raw, encoding, config.max_request_bytes)
             request._read_bytes = decoded  # what `request.read()` returns from now on
-    return await handler(request)
+    try:
+        return await handler(request)
+    finally:
+        request._read_bytes = b""

@@ -41,8 +41,19 @@ def json_of(raw: bytes, max_inputs: int) -> Any:
     return bounded_json.loads(raw, max_inputs=max_inputs)
 
 
+class SentOnceResponse(web.Response):
+    """A response that lets go of its body once it is sent: aiohttp's connection handler holds the last response
+    while the connection waits idle for its next request (a 10 MB answer stayed in memory per idle connection)."""
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        try:
+            await super().write_eof(data)
+        finally:
+            self._body = self._compressed_body = None
+
+
 def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+    return SentOnceResponse(body=body, status=status, content_type="application/json", headers=headers)
 
 
 def check_response_size(request: web.Request, floats: int, *, binary: bool = False) -> None:

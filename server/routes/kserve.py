@@ -12,7 +12,8 @@ from ..errors import ErrorKind, ServerError, invalid
 from ..model import ServedModel
 from ..protocols import bounded_json, kserve
 from ..state import CONFIG, REGISTRY
-from .common import check_response_size, json_response, parse_body, render, server_version, timing_headers
+from .common import (SentOnceResponse, check_response_size, json_response, parse_body, render, server_version,
+                     timing_headers)
 
 routes = web.RouteTableDef()
 
@@ -99,7 +100,7 @@ async def infer(request: web.Request) -> web.Response:
     if header_length is None:
         return json_response(body, headers=headers)
     headers[kserve.HEADER_LENGTH] = str(header_length)
-    return web.Response(body=body, headers=headers, content_type="application/octet-stream")
+    return SentOnceResponse(body=body, headers=headers, content_type="application/octet-stream")
 
 
 @routes.post("/repository/index")

@@ -482,6 +482,59 @@ def test_requests_that_fail_in_the_queue_leave_nothing_behind(repo):
         assert server.stop() == 0
 
 
+def test_refused_http_bodies_are_not_kept_until_a_full_collection(repo):
+    """A body over --max-request-bytes (413) was read in a task of `asyncio.wait_for`, which kept the error whose
+    traceback held the body; a body sent to an unknown route (404) or the wrong method (405) was read, and the
+    route's stored error held the request through its traceback. Each cycle kept ~15 MB until a full garbage
+    collection: RSS grew by 80-130 MB within five such requests."""
+    server = start_server(repo)
+    process = psutil.Process(server.process.pid)
+    over = b'{"input": "' + b"a" * (17 << 20) + b'"}'
+    body = b'{"inputs": ["' + b"a" * (14 << 20) + b'"]}'
+    cases = {413: ("/v1/embeddings", over), 404: ("/no/such/route", body), 405: (f"/v2/models/{MODEL}/stats", body)}
+    try:
+        for status, (path, data) in cases.items():
+            after = []
+            for _ in range(8):
+                response = requests.post(server.url + path, data=data, timeout=60,
+                                         headers={"Content-Type": "application/json"})
+                assert response.status_code == status, (path, response.status_code)
+                after.append(process.memory_info().rss)
+            print(f"{status}: RSS after each of eight {len(data) >> 20} MB bodies: "
+                  f"{[round(rss / 2**20) for rss in after]} MB")
+            assert max(after) - after[0] < 40 * 2**20, (status, after)
+    finally:
+        assert server.stop() == 0
+
+
+def test_idle_keep_alive_connections_keep_neither_their_last_body_nor_their_last_response(repo):
+    """aiohttp's connection handler holds its last request and response while it waits for the next one: each idle
+    connection kept its decoded body and its response body (9.8 MB for 2048 one-word texts as JSON floats)."""
+    server = start_server(repo)
+    process = psutil.Process(server.process.pid)
+    body = json.dumps({"model": MODEL, "input": ["a"] * 2048, "encoding_format": "float"}).encode()
+    sessions = []
+    try:
+        warm = requests.post(server.url + "/v1/embeddings", data=body, timeout=120,
+                             headers={"Content-Type": "application/json"})
+        assert warm.status_code == 200 and len(warm.content) > 8 * 2**20
+        before = process.memory_info().rss
+        for _ in range(16):
+            session = requests.Session()
+            response = session.post(server.url + "/v1/embeddings", data=body, timeout=120,
+                                    headers={"Content-Type": "application/json"})
+            assert response.status_code == 200
+            sessions.append(session)
+        grown = process.memory_info().rss - before
+        print(f"16 idle keep-alive connections after a {len(warm.content) >> 20} MB answer each: "
+              f"RSS +{grown / 2**20:.0f} MB")
+        assert grown < 48 * 2**20, grown
+    finally:
+        for session in sessions:
+            session.close()
+        assert server.stop() == 0
+
+
 def test_left_truncation_and_chunking_of_huge_texts_cost_bounded_memory(repo):
     """Each "!" is a token: three 2M-token texts kept from the left, and one chunked (refused: too many windows),
     took 2.3 GB and 1.3 GB at their peak when the whole texts were tokenized."""
