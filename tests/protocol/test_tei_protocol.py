@@ -40,6 +40,28 @@ def test_embed_input_forms_and_options():
     assert parse({"inputs": "x", "truncate": None, "normalize": None}).normalize is True
 
 
+def test_the_tokenize_response_is_built_a_text_at_a_time():
+    """The SimpleTokens of every text at once, then their JSON, peaked at ~5x the response; one buffer grown text by
+    text holds the response and one text's tokens."""
+    import tracemalloc
+
+    text = "héllox " * 40
+    tokens = [(101, "[CLS]", 0, 0, True)] + [(1000 + k, "w", 7 * (k % 40), 7 * (k % 40) + 6, False)
+                                            for k in range(254)] + [(102, "[SEP]", 0, 0, True)]
+    texts, token_lists = [text] * 256, [tokens] * 256
+    tracemalloc.start()
+    try:
+        body = tei.build_tokenize_response(texts, token_lists, True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert orjson.loads(body) == [tei.simple_tokens(text, tokens, True)] * 256
+    assert orjson.loads(tei.build_tokenize_response(texts[:1], token_lists[:1], False)) == [
+        tei.simple_tokens(text, tokens, False)]
+    print(f"response {len(body) / 2**20:.1f} MB, peak {peak / 2**20:.1f} MB")
+    assert peak < 1.5 * len(body) + 2**20, (peak, len(body))
+
+
 @pytest.mark.parametrize("body, words", [
     ({"inputs": []}, "`inputs` cannot be empty"),
     ({"inputs": ["a"] * 33}, "batch size 33 > maximum allowed batch size 32"),
