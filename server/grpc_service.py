@@ -236,9 +236,12 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 slots.release()
 
         try:
-            async for request in request_iterator:
+            # `context.read()`, not `request_iterator`: its generator holds the last message until the next one
+            # arrives, and so would a loop variable; an idle stream must not keep its last (up to 16 MiB) request.
+            while (request := await context.read()) is not grpc.aio.EOF:
                 await slots.acquire()  # released by `answer`, created at once (no await in between)
                 task = asyncio.create_task(answer(request))
+                del request
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:

@@ -172,10 +172,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Read the whole body before the route runs: within --body-timeout-s, bounded by --max-request-bytes before
     and after decoding its Content-Encoding. The route's `request.read()` then returns the decoded body, until the
-    route returns: an idle keep-alive connection keeps its last request, but not its body. A request to an
-    unknown route or method is answered without its body being read. (`asyncio.timeout`, not `wait_for`: on
-    Python 3.11 `wait_for` reads in a task that keeps its error, whose traceback holds the body: a cycle.)"""
-    if request.body_exists and request.match_info.http_exception is None:
+    route returns: an idle keep-alive connection keeps its last request, but not its body. (`asyncio.timeout`, not
+    `wait_for`: on Python 3.11 `wait_for` reads in a task that keeps its error, whose traceback holds the body: a
+    cycle.)"""
+    if request.body_exists:
         config = request.config_dict[CONFIG]
         try:
             async with asyncio.timeout(config.body_timeout_s):

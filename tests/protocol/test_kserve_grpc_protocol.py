@@ -202,7 +202,7 @@ def test_int64_contents_become_arrays_without_a_python_int_per_element():
         tracemalloc.stop()
     assert parsed.input_ids.shape == parsed.attention_mask.shape == (1, count)
     assert int(parsed.input_ids.sum()) == 1000 * count and parsed.attention_mask.dtype == np.int64
-    assert peak < 2 * count * 8 + 2**20, peak  # the two arrays, and little else
+    assert peak < 3 * count * 8, peak  # the two arrays and some temporaries (a list of Python ints: ~5x)
 
 
 def test_which_requests_are_parsed_on_the_event_loop():
