@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 from aiohttp import web
 from tritonclient.grpc import service_pb2
 
@@ -17,8 +18,17 @@ SENT = 3 * STREAM_MAX_IN_FLIGHT
 
 
 class Context:
-    def __init__(self) -> None:
+    """grpc.aio's servicer context as the stream uses it: `read()` gives the next request, then `grpc.aio.EOF`."""
+
+    def __init__(self, requests) -> None:
         self.written: list[service_pb2.ModelStreamInferResponse] = []
+        self._requests = requests
+
+    async def read(self):
+        try:
+            return await anext(self._requests)
+        except StopAsyncIteration:
+            return grpc.aio.EOF
 
     def invocation_metadata(self):
         return ()
@@ -59,8 +69,9 @@ async def test_a_stream_runs_a_bounded_number_of_requests_and_answers_every_one(
             yield service_pb2.ModelInferRequest(model_name="m", id=f"r{index}")
 
     service.infer = infer
-    context = Context()
-    stream = asyncio.create_task(service.ModelStreamInfer(requests(), context))
+    incoming = requests()
+    context = Context(incoming)
+    stream = asyncio.create_task(service.ModelStreamInfer(incoming, context))
     await asyncio.wait_for(full.wait(), 10)
     for _ in range(100):  # let the stream read on, if it would
         await asyncio.sleep(0)
