@@ -111,8 +111,8 @@ def _rpc(*, public: bool = False):
                 code, message = grpc_code(exc), exc.message
             except Exception:
                 log.exception("gRPC %s failed", method.__name__)
-                code = grpc.StatusCode[grpc_status_name(ErrorKind.INTERNAL)]
-                message = f"internal server error in {method.__name__}"
+                internal = ServerError(ErrorKind.INTERNAL, f"internal server error in {method.__name__}")
+                code, message = grpc_code(internal), internal.message
             _fail(context, code, message)
             return None
 

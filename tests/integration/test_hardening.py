@@ -347,10 +347,7 @@ def huge_grpc_requests():
     import numpy as np
     from tritonclient.grpc import service_pb2
 
-    ids = service_pb2.ModelInferRequest(model_name=MODEL)
-    for name in ("input_ids", "attention_mask"):
-        tensor = ids.inputs.add(name=name, datatype="INT64", shape=[2048, 1000])
-        tensor.contents.int64_contents.extend(np.ones(2048 * 1000, dtype=np.int64).tolist())
+    ids = int64_contents_request(np.ones((2048, 1000), dtype=np.int64), np.ones((2048, 1000), dtype=np.int64))
     parameters = service_pb2.ModelInferRequest(model_name=MODEL)
     text = parameters.inputs.add(name="TEXT", datatype="BYTES", shape=[1])
     text.contents.bytes_contents.append(b"hello")
@@ -395,6 +392,26 @@ def peak_rss(pid: int) -> int:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
 
 
+def int64_contents_request(ids, mask, **fields):
+    """A ModelInferRequest of `input_ids` and `attention_mask` as `contents.int64_contents`."""
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=MODEL, **fields)
+    for name, array in (("input_ids", ids), ("attention_mask", mask)):
+        request.inputs.add(name=name, datatype="INT64", shape=list(array.shape)).contents.int64_contents.extend(
+            array.ravel().tolist())
+    return request
+
+
+def rss_after_each(process: psutil.Process, send, times: int) -> list[int]:
+    """`send()` `times` times; the process's RSS after each."""
+    after = []
+    for _ in range(times):
+        send()
+        after.append(process.memory_info().rss)
+    return after
+
+
 def test_grpc_messages_of_int64_contents_cost_memory_near_their_size_and_none_is_kept(repo):
     """5M ids and 5M mask elements in `contents.int64_contents` (a 15 MB message, under the 16 MiB limit), refused:
     - the first took +576 MB at its peak when each element was first copied into a Python int; now ~340 MB, of
@@ -403,13 +420,10 @@ def test_grpc_messages_of_int64_contents_cost_memory_near_their_size_and_none_is
       the exception, whose traceback held the request until a full garbage collection."""
     import grpc
     import numpy as np
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
+    from tritonclient.grpc import service_pb2_grpc
 
     count = 5_000_000
-    request = service_pb2.ModelInferRequest(model_name=MODEL)
-    for name, value in (("input_ids", 1000), ("attention_mask", 1)):
-        tensor = request.inputs.add(name=name, datatype="INT64", shape=[1, count])
-        tensor.contents.int64_contents.extend(np.full(count, value, dtype=np.int64).tolist())
+    request = int64_contents_request(np.full((1, count), 1000, dtype=np.int64), np.ones((1, count), dtype=np.int64))
     assert request.ByteSize() < 16 * 2**20
     server = start_server(repo, "--grpc-port", "0")
     process = psutil.Process(server.process.pid)
@@ -417,17 +431,19 @@ def test_grpc_messages_of_int64_contents_cost_memory_near_their_size_and_none_is
         assert requests.post(server.url + "/v1/embeddings", json={"model": MODEL, "input": [LONG] * 32},
                              timeout=60).status_code == 200
         before = peak_rss(server.process.pid)
-        after: list[int] = []
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}", options=[
                 ("grpc.max_send_message_length", -1)]) as channel:
-            for _ in range(5):
-                with pytest.raises(grpc.RpcError) as refused:
-                    service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=120)
-                assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-                assert "max_seq_length" in refused.value.details()
-                if not after:
-                    grown = peak_rss(server.process.pid) - before
-                after.append(process.memory_info().rss)
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+            def refused() -> None:
+                with pytest.raises(grpc.RpcError) as error:
+                    stub.ModelInfer(request, timeout=120)
+                assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "max_seq_length" in error.value.details()
+
+            refused()
+            grown = peak_rss(server.process.pid) - before
+            after = [process.memory_info().rss] + rss_after_each(process, refused, 4)
         print(f"peak RSS grew {grown / 2**20:.0f} MB for a {request.ByteSize() / 2**20:.0f} MB message; RSS after "
               f"each of five: {[round(rss / 2**20) for rss in after]} MB")
         assert grown < 450 * 2**20, grown
@@ -442,23 +458,20 @@ def test_requests_that_fail_in_the_queue_leave_nothing_behind(repo):
     frames, and so its message (~28 MB of protobuf for 2048 x 256 ids), until a full garbage collection."""
     import grpc
     import numpy as np
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
+    from tritonclient.grpc import service_pb2_grpc
 
     rows, width = 2048, 256
     ids, mask = np.zeros((rows, width), dtype=np.int64), np.zeros((rows, width), dtype=np.int64)
     ids[:, :2], mask[:, :2] = (101, 102), 1  # 28 MB of protobuf, but two real tokens a row: quick if it ever runs
-    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request = int64_contents_request(ids, mask)
     request.parameters["timeout"].int64_param = 1000  # microseconds: expires while the long request runs
-    for name, array in (("input_ids", ids), ("attention_mask", mask)):
-        request.inputs.add(name=name, datatype="INT64", shape=[rows, width]).contents.int64_contents.extend(
-            array.ravel().tolist())
     server = start_server(repo, "--grpc-port", "0")
     process = psutil.Process(server.process.pid)
     try:
         # A long request from a client that leaves once the test is done: its queued batches are then dropped.
         long_request = socket.create_connection(("127.0.0.1", server.port))
         body = json.dumps({"model": MODEL, "input": [LONG] * 1024}).encode()
-        codes, after = [], []
+        codes = []
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}", options=[
                 ("grpc.max_send_message_length", -1)]) as channel:
             stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
@@ -466,13 +479,15 @@ def test_requests_that_fail_in_the_queue_leave_nothing_behind(repo):
             long_request.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
             wait_until(lambda: counter(server.url, "oes_batch_size_count") > batches, "the long request's first batch")
-            for _ in range(9):  # the first one's RSS is the baseline: it pays the one-time allocations
+
+            def timed_out() -> None:
                 try:  # a round taken within the 1 ms runs it: rare, quick, and it leaves nothing either
                     stub.ModelInfer(request, timeout=60)
                     codes.append(grpc.StatusCode.OK)
                 except grpc.RpcError as failed:
                     codes.append(failed.code())
-                after.append(process.memory_info().rss)
+
+            after = rss_after_each(process, timed_out, 9)  # the first is the baseline: it pays one-time allocations
         long_request.setblocking(False)
         with pytest.raises(BlockingIOError):  # no answer yet: the timed-out requests were queued behind it
             long_request.recv(1)
@@ -497,12 +512,12 @@ def test_refused_http_bodies_are_not_kept_until_a_full_collection(repo):
     cases = {413: ("/v1/embeddings", over), 404: ("/no/such/route", body), 405: (f"/v2/models/{MODEL}/stats", body)}
     try:
         for status, (path, data) in cases.items():
-            after = []
-            for _ in range(8):
+            def refused() -> None:
                 response = requests.post(server.url + path, data=data, timeout=60,
                                          headers={"Content-Type": "application/json"})
                 assert response.status_code == status, (path, response.status_code)
-                after.append(process.memory_info().rss)
+
+            after = rss_after_each(process, refused, 8)
             print(f"{status}: RSS after each of eight {len(data) >> 20} MB bodies: "
                   f"{[round(rss / 2**20) for rss in after]} MB")
             assert max(after) - after[0] < 40 * 2**20, (status, after)
