@@ -85,7 +85,7 @@ class BatchDispatcher:
         for job in dict.fromkeys(job for job, _ in items or []):
             with self._cond:
                 if not job.settled:
-                    job.fail(error)
+                    job.fail(error.copy())
 
     def _plan(self, items: list[Item]) -> list[list[Item]]:
         with self._cond:
@@ -115,14 +115,14 @@ class BatchDispatcher:
             job.fail(_timeout())
         self.queue.discard(job)
 
-    def fail_all(self, error: BaseException) -> None:
-        """Answer every request still queued or planned with `error`."""
+    def fail_all(self, error: ServerError) -> None:
+        """Answer every request still queued or planned with `error` (each with its own copy)."""
         with self._cond:
             planned = [job for batch in self._planned for job, _ in batch]
             self._planned.clear()
         for job in dict.fromkeys(planned):
             if not job.settled:
-                job.fail(error)
+                job.fail(error.copy())
         self.queue.fail_all(error)
 
 

@@ -84,6 +84,12 @@ class ServerError(Exception):
         self.code = code
         self.retry_after_s = retry_after_s
 
+    def copy(self) -> ServerError:
+        """The same error as a new object. Requests failed together each get their own: an exception keeps the
+        traceback of the handler that raised it last, and so that handler's frames."""
+        return ServerError(self.kind, self.message, param=self.param, code=self.code,
+                           retry_after_s=self.retry_after_s)
+
 
 def invalid(message: str, param: str | None = None) -> ServerError:
     return ServerError(ErrorKind.INVALID_INPUT, message, param=param)

@@ -75,8 +75,19 @@ class WorkQueue:
                 self._cond.wait(wait_s)
 
     def _take_round(self, policy: BatchingPolicy) -> list[Item]:
-        """Called with the lock held: at most `round_items` requests can have a turn in one round."""
-        jobs = list(itertools.islice(self._jobs, policy.round_items))
+        """Called with the lock held: at most `round_items` requests can have a turn in one round. A request
+        answered since its last turn (failed part-way, or its client gone) leaves the queue instead."""
+        jobs: list[Job] = []
+        answered: list[Job] = []
+        for job in self._jobs:
+            if job.abandoned:
+                answered.append(job)
+            elif len(jobs) < policy.round_items:
+                jobs.append(job)
+            else:
+                break
+        for job in answered:
+            self._forget(job)
         for job in jobs:
             if job.order is None:
                 job.set_turn_order(policy.turn_order(job.lengths))
@@ -86,10 +97,16 @@ class WorkQueue:
             items += [(job, index) for index in job.order[job.taken:job.taken + share].tolist()]
             self._waiting -= job.taken == 0 and share > 0
             job.taken += share
-        if any(job.taken == len(job.sequences) for job in jobs):
-            self._jobs = deque(job for job in self._jobs if job.taken < len(job.sequences))
+        if answered or any(job.taken == len(job.sequences) for job in jobs):
+            left = set(answered)
+            self._jobs = deque(job for job in self._jobs if job.taken < len(job.sequences) and job not in left)
         self._items -= len(items)
         return items
+
+    def _forget(self, job: Job) -> None:
+        """Called with the lock held: uncount the untaken texts of a job that leaves the queue unfinished."""
+        self._items -= len(job.sequences) - job.taken
+        self._waiting -= job.taken == 0
 
     def discard(self, job: Job) -> None:
         """Free the slot of a job whose client went away while it was still queued."""
@@ -98,8 +115,7 @@ class WorkQueue:
                 self._jobs.remove(job)
             except ValueError:
                 return
-            self._items -= len(job.sequences) - job.taken
-            self._waiting -= job.taken == 0
+            self._forget(job)
 
     def close(self) -> None:
         """No new jobs; threads finish what is queued, then `take` returns None."""
@@ -107,10 +123,11 @@ class WorkQueue:
             self._closed = True
             self._cond.notify_all()
 
-    def fail_all(self, error: BaseException) -> None:
+    def fail_all(self, error: ServerError) -> None:
+        """Answer every queued request with `error` (each with its own copy)."""
         with self._cond:
             jobs = list(self._jobs)
             self._jobs.clear()
             self._items = self._waiting = 0
         for job in jobs:
-            job.fail(error)
+            job.fail(error.copy())

@@ -174,3 +174,33 @@ async def test_a_job_discarded_during_the_delay_wait_does_not_break_take():
     queue.close()
     thread.join(5)
     assert errors == [] and result == [None]
+
+
+async def test_a_settled_request_gives_no_more_texts_to_rounds_and_leaves_the_queue():
+    """A request failed after part of it was taken (its deadline passed in the dispatcher, or a batch of it
+    failed) must not take turns in later rounds: its other texts would only be dropped at planning."""
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    failed = make_job(loop, n=6)
+    queue.put(failed)
+    assert len(queue.take(rounds_of(2))) == 2
+    other = make_job(loop, n=2)
+    queue.put(other)
+    failed.fail(ServerError(ErrorKind.TIMEOUT, "expired"))
+    assert queue.take(rounds_of(8)) == [(other, 0), (other, 1)]
+    assert len(queue) == 0 and queue._items == 0 and queue._waiting == 0
+
+
+async def test_fail_all_gives_each_request_its_own_error():
+    """One exception object raised in many handlers would carry the traceback (and so the frames) of whichever
+    raised it last, for as long as any of them holds it."""
+    loop = asyncio.get_running_loop()
+    queue = WorkQueue(0)
+    jobs = [make_job(loop) for _ in range(3)]
+    for job in jobs:
+        queue.put(job)
+    queue.fail_all(ServerError(ErrorKind.UNAVAILABLE, "stopping", retry_after_s=2))
+    await asyncio.wait([job.future for job in jobs], timeout=1)
+    errors = [job.future.exception() for job in jobs]
+    assert len({id(error) for error in errors}) == 3
+    assert all(e.kind is ErrorKind.UNAVAILABLE and e.message == "stopping" and e.retry_after_s == 2 for e in errors)
