@@ -239,8 +239,9 @@ def decode_texts(items: list[bytes]) -> list[str]:
 def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int, max_input_chars: int
            ) -> list[str]:
     shape = _shape(tensor, TEXT)
-    _check_shape(TEXT, model, shape, len(shape) in (1, 2) and shape[0] > 0 and shape[1:] in ([], [1]),
-                 "[-1] or [-1,1]")
+    _check_shape(TEXT, model, shape, len(shape) in (1, 2) and shape[1:] in ([], [1]), "[-1] or [-1,1]")
+    if shape[0] == 0:
+        raise invalid(f"input '{TEXT}' holds no text: send at least one")
     if shape[0] > max_inputs:
         raise invalid(f"input '{TEXT}' holds {shape[0]} texts; at most {max_inputs} are allowed per request")
     if chunk is None:
@@ -255,7 +256,9 @@ def _texts(tensor: dict, model: str, chunk: memoryview | None, max_inputs: int, 
 
 def _int64(tensor: dict, name: str, model: str, chunk: memoryview | None, max_inputs: int) -> np.ndarray:
     shape = _shape(tensor, name)
-    _check_shape(name, model, shape, len(shape) == 2 and shape[0] > 0 and shape[1] > 0, "[-1,-1]")
+    _check_shape(name, model, shape, len(shape) == 2, "[-1,-1]")
+    if 0 in shape:
+        raise invalid(f"input '{name}' holds no {'sequence' if shape[0] == 0 else 'token'}: its shape is {shape}")
     if shape[0] > max_inputs:
         raise invalid(f"input '{name}' holds {shape[0]} sequences; at most {max_inputs} are allowed")
     count = shape[0] * shape[1]

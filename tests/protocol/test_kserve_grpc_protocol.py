@@ -77,6 +77,9 @@ def test_ids_raw_and_as_int64_contents():
 def test_bad_requests_get_the_http_messages():
     rejected(client_request([text_input(["a", "b"], (1, 2))]), "Expected [-1] or [-1,1], got [1, 2]")
     rejected(client_request([text_input(["a"] * 3)]), "at most 2", max_inputs=2)
+    empty = service_pb2.ModelInferRequest(model_name=MODEL)
+    empty.inputs.add(name="TEXT", datatype="BYTES", shape=[0, 1])
+    rejected(empty, "input 'TEXT' holds no text: send at least one")
     wrong = grpcclient.InferInput("TEXT", [1], "FP32")
     wrong.set_data_from_numpy(np.zeros(1, np.float32))
     rejected(client_request([wrong]), "data-type is 'FP32'")
