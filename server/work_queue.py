@@ -7,7 +7,6 @@ rounds and plans them.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import deque
@@ -19,7 +18,7 @@ from .jobs import Item, Job
 
 class WorkQueue:
     """A bounded FIFO of jobs shared by the inference threads of one model; a job leaves it once every text
-    of it was taken into a round. `max_requests` bounds the jobs none of whose texts was taken yet (Triton's
+    of it was taken into a round, or once it is answered (discarded, failed part-way). `max_requests` bounds the jobs none of whose texts was taken yet (Triton's
     max_queue_size: requests waiting, not those being computed)."""
 
     def __init__(self, max_requests: int) -> None:
@@ -80,7 +79,7 @@ class WorkQueue:
         jobs: list[Job] = []
         answered: list[Job] = []
         for job in self._jobs:
-            if job.abandoned:
+            if job.taken and job.abandoned:  # one not taken yet leaves through `discard` (cancel, deadline)
                 answered.append(job)
             elif len(jobs) < policy.round_items:
                 jobs.append(job)

@@ -230,9 +230,17 @@ async def test_fail_all_answers_planned_batches_while_a_thread_waits_on_the_queu
     queue.put(second)
     worker.start()
     assert await asyncio.to_thread(started.wait, 5)  # the first batch is held in its run, the second planned
-    dispatcher.fail_all(ServerError(ErrorKind.UNAVAILABLE, "stopping"))
-    with pytest.raises(ServerError):
+    stopping = ServerError(ErrorKind.UNAVAILABLE, "stopping")
+    dispatcher.fail_all(stopping)
+    with pytest.raises(ServerError) as planned:
         await asyncio.wait_for(second.future, 5)
+    assert planned.value is not stopping and planned.value.message == "stopping"
+    queued = job(loop, [3])
+    queue.put(queued)
+    dispatcher.fail_all(planned.value)
+    with pytest.raises(ServerError) as failed_later:
+        await asyncio.wait_for(queued.future, 5)
+    assert failed_later.value is not planned.value  # each request its own error object
     gate.set()
     assert (await asyncio.wait_for(first.future, 5)).embeddings[0, 0] == 1
     queue.close()
