@@ -85,8 +85,8 @@ class ServerError(Exception):
         self.retry_after_s = retry_after_s
 
     def copy(self) -> ServerError:
-        """The same error as a new (plain) ServerError. Requests failed together each get their own: an exception keeps the
-        traceback of the handler that raised it last, and so that handler's frames."""
+        """The same error as a new (plain) ServerError. Requests failed together each get their own: an
+        exception keeps the traceback of the handler that raised it last, and so that handler's frames."""
         return ServerError(self.kind, self.message, param=self.param, code=self.code,
                            retry_after_s=self.retry_after_s)
 

@@ -18,8 +18,9 @@ from .jobs import Item, Job
 
 class WorkQueue:
     """A bounded FIFO of jobs shared by the inference threads of one model; a job leaves it once every text
-    of it was taken into a round, or once it is answered (discarded, failed part-way). `max_requests` bounds the jobs none of whose texts was taken yet (Triton's
-    max_queue_size: requests waiting, not those being computed)."""
+    of it was taken into a round, or once it is answered (discarded, failed part-way). `max_requests` bounds
+    the jobs none of whose texts was taken yet (Triton's max_queue_size: requests waiting, not those being
+    computed)."""
 
     def __init__(self, max_requests: int) -> None:
         self.max_requests = max_requests
