@@ -447,7 +447,9 @@ def test_grpc_messages_of_int64_contents_cost_memory_near_their_size_and_none_is
         print(f"peak RSS grew {grown / 2**20:.0f} MB for a {request.ByteSize() / 2**20:.0f} MB message; RSS after "
               f"each of five: {[round(rss / 2**20) for rss in after]} MB")
         assert grown < 450 * 2**20, grown
-        assert max(after) - after[0] < 200 * 2**20, after
+        # A kept request adds ~200 MB each (+1 GB over five before the fix); the allocator alone may grow once by about
+        # as much, after any one of them (seen: 341, 567, 541, 589, 596 MB), so one step is allowed, not two.
+        assert max(after) - after[0] < 400 * 2**20, after
     finally:
         assert server.stop() == 0
 
