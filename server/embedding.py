@@ -20,7 +20,7 @@ from .config import ServerConfig
 from .errors import ServerError, invalid
 from .model import Embeddings, ServedModel
 from .options import CHUNKS, LEFT, Chunking, EmbeddingOptions
-from .tokenizer import PREFIX_CHARS_PER_TOKEN, TextTokenizer, Tokenized
+from .tokenizer import PREFIX_CHARS_PER_TOKEN, TextTokenizer, Tokenized, too_long_error
 
 # A low estimate of tokens per character, to refuse a request whose windows surely exceed --max-inputs
 # before tokenizing it (English averages about one token per 4-5 characters).
@@ -128,9 +128,7 @@ def _truncate_left(tokenizer: TextTokenizer, texts: list[str], prompt: str) -> _
     too_long = [i for i, split in enumerate(splits) if split.length > limit]
     if too_long and not tokenizer.truncate:
         index = too_long[0]
-        count = splits[index].length if tails[index] is texts[index] else f"more than {splits[index].length}"
-        raise invalid(f"input {index} has {count} tokens, more than this model's max_seq_length {limit}, and the "
-                      "server is configured not to truncate", "input")
+        raise too_long_error(index, splits[index].length if tails[index] is texts[index] else None, limit)
     return _Prepared(Tokenized([chunking.truncate_left(s, limit) for s in splits], truncated=len(too_long)))
 
 

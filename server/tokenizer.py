@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from .errors import invalid
+from .errors import ServerError, invalid
 
 # A text longer than max_seq_length x this many characters is tokenized from a prefix first (see `_encode_one`).
 PREFIX_CHARS_PER_TOKEN = 16
@@ -31,6 +31,13 @@ class Tokenized:
     @property
     def token_count(self) -> int:
         return sum(len(s) for s in self.sequences)
+
+
+def too_long_error(index: int, tokens: int | None, max_seq_length: int) -> ServerError:
+    """The error for input `index` over the model's limit with truncation off (`tokens` None: not counted)."""
+    count = "more tokens than" if tokens is None else f"{tokens} tokens, more than"
+    return invalid(f"input {index} has {count} this model's max_seq_length {max_seq_length}, and the server is "
+                   "configured not to truncate", param="input")
 
 
 class TextTokenizer:
@@ -76,11 +83,7 @@ class TextTokenizer:
             results = [(e.ids, bool(e.overflowing)) for e in self._tokenizer.encode_batch(texts)]
         truncated = [i for i, (_, cut) in enumerate(results) if cut]
         if truncated and not self.truncate:
-            raise invalid(
-                f"input {truncated[0]} has {self._too_long_count(texts[truncated[0]])} tokens, more than this "
-                f"model's max_seq_length {self.max_seq_length}, and the server is configured not to truncate",
-                param="input",
-            )
+            raise too_long_error(truncated[0], self._token_count(texts[truncated[0]]), self.max_seq_length)
         sequences = [np.asarray(ids, dtype=np.int64) for ids, _ in results]
         return Tokenized(sequences=sequences, truncated=len(truncated))
 
@@ -139,10 +142,11 @@ class TextTokenizer:
             cut *= 2
         return False
 
-    def _too_long_count(self, text: str) -> str:
+    def _token_count(self, text: str) -> int | None:
+        """The tokens of a text refused as too long, or None for one too long to be worth counting whole."""
         if len(text) > self.max_seq_length * PREFIX_CHARS_PER_TOKEN:
-            return f"over {self.max_seq_length + PREFIX_MARGIN_TOKENS}"
-        return str(len(self._untruncated.encode_batch([text])[0].ids))
+            return None
+        return len(self._untruncated.encode_batch([text])[0].ids)
 
     def encode_full(self, texts: list[str]) -> list[Encoding]:
         """Untruncated encodings with the special tokens, for left truncation and chunking (server/chunking.py)."""
@@ -164,12 +168,7 @@ class TextTokenizer:
                 )
             if array.size > room:
                 if not self.truncate:
-                    raise invalid(
-                        f"input {index} has {array.size + len(self.prefix) + len(self.suffix)} tokens, more than "
-                        f"this model's max_seq_length {self.max_seq_length}, and the server is configured not "
-                        "to truncate",
-                        param="input",
-                    )
+                    raise too_long_error(index, array.size + len(self.prefix) + len(self.suffix), self.max_seq_length)
                 array, truncated = array[:room], truncated + 1
             sequences.append(np.concatenate([self.prefix, array, self.suffix]).astype(np.int64))
         return Tokenized(sequences=sequences, truncated=truncated)

@@ -201,3 +201,19 @@ def test_left_truncation_of_long_texts_keeps_the_tokens_of_the_whole_texts(kind,
                                         prompt_chars=len(prompt), text_chars=len(text))
         kept = prepare(whole, [text], prompt, options, 2048).tokenized.sequences[0]
         assert np.array_equal(kept, chunking.truncate_left(split, limit)), (prompt, text[-80:])
+
+
+@pytest.mark.parametrize("direction", ["right", "left"])
+def test_a_text_refused_as_too_long_names_the_models_limit_and_no_other_number(direction):
+    """With truncation off, a text too long to count whole is refused without a count: no bound of the
+    counting shortcut (max_seq_length + its margin) shows up as if it were the model's."""
+    from server.embedding import prepare
+    from server.tokenizer import TextTokenizer
+
+    strict = TextTokenizer(minilm_path() / "tokenizer.json", 256, truncate=False)
+    options = options_from_body({"truncation_direction": direction})
+    counted = message(lambda: prepare(strict, ["short", "word " * 300], "", options, 2048))
+    assert counted.startswith("input 1 has 302 tokens, more than this model's max_seq_length 256")
+    far = message(lambda: prepare(strict, ["short", "word " * 3000], "", options, 2048))
+    assert far.startswith("input 1 has more tokens than this model's max_seq_length 256, and the server")
+    assert "384" not in far and "more than 2" not in far
