@@ -116,8 +116,8 @@ $(MODELS)/$(MPNET)/config.pbtxt: | $(SERVE_STAMP)
 
 mpnet: $(MODELS)/$(MPNET)/config.pbtxt
 
-# perf_analyzer (HTTP and gRPC, STS-B dev sentences, c=1/8/64) against this server and Triton via PyTriton
-# (own venv).
+# perf_analyzer (HTTP and gRPC, STS-B dev sentences, c=1/8/64) against this server, Triton via PyTriton
+# (own venv) and the protocol floor (canned answers, no model; c=1/8).
 # The binary: `make perf-analyzer`, or PERF_ANALYZER=/path/to/perf_analyzer.
 PERF_ANALYZER ?=
 bench-perf: export $(BENCH_STAMP)

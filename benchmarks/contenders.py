@@ -260,7 +260,27 @@ def catalogue(setup: Setup, files: ModelFiles) -> dict[str, Callable[[], Contend
         SECOND_MINIMAL: lambda: _second_minimal(setup),
         "infinity": lambda: _infinity(setup),
         "triton": lambda: _triton(setup, files),
+        "floor": lambda: _floor(setup, files),
     }
+
+
+def _floor(setup: Setup, files: ModelFiles) -> Contender:
+    """KServe v2 over HTTP and gRPC with canned answers and no model (`benchmarks/apps/kserve_floor.py`)."""
+    if files.dimension is None:
+        raise ContenderUnavailable(f"{files.config}: no 'dimension' parameter (run the export first)")
+    command = _app("kserve_floor", "--model-repository", str(setup.repository), "--model", setup.model,
+                   "--dimension", str(files.dimension), "--grpc-port", "{port2}")
+    return Contender(
+        "floor",
+        "the protocol floor: aiohttp and grpc.aio in one process, canned answers of the server's shapes, no model",
+        "check",
+        command,
+        setup.model,
+        route=f"/v2/models/{setup.model}/infer",
+        probe="/v2/health/live",
+        ready="/v2/health/ready",
+        protocol="kserve",
+    )
 
 
 def _second_minimal(setup: Setup) -> Contender:

@@ -6,13 +6,14 @@ concurrency):
 
     perf_analyzer -i http|grpc -u HOST:PORT -m MODEL --input-data texts.json --shape TEXT:1 --concurrency-range C:C
 
-Each server is started alone on a repository holding only the model (the benchmark's contenders `ours` and
-`triton`), its RSS and CPU sampled over each point; at each concurrency the protocols run one after the other
-on the same server, in `--rounds` rounds whose order alternates (HTTP, gRPC, then gRPC, HTTP, ...), so that
-neither protocol always runs first on a machine whose speed drifts; a point is the median of its good rounds,
-and every round, failed or not, is kept in the results. Prints texts/s, p50/p99 per point, issue 15's ratios
-(ours vs Triton, HTTP) and issue 17's (our gRPC vs our HTTP, with Triton's own gRPC vs HTTP beside it, reported),
-and writes `perf_analyzer_<model>.{json,md}` to the results folder.
+Each server is started alone on a repository holding only the model (the benchmark's contenders `ours` and `triton`,
+and `floor`: the two protocol stacks in one process with canned answers and no model, at the concurrencies up to
+FLOOR_MAX_CONCURRENCY), its RSS and CPU sampled over each point; at each concurrency the protocols run one after the
+other on the same server, in `--rounds` rounds whose order alternates (HTTP, gRPC, then gRPC, HTTP, ...), so that
+neither protocol always runs first on a machine whose speed drifts; a point is the median of its good rounds, and
+every round, failed or not, is kept in the results. Prints texts/s, p50/p99 per point, issue 15's ratios (ours vs
+Triton, HTTP) and issue 17's (our gRPC vs our HTTP; reported beside it, Triton's own gRPC vs HTTP, the floor's, and
+the server CPU per request of each protocol), and writes `perf_analyzer_<model>.{json,md}` to the results folder.
 
 Before the servers start (`--no-ceiling` skips it), the offline ceiling runs the same sentences through raw
 ONNX Runtime in the server's default layout, one text per run or batches only within arrival windows of each
@@ -50,7 +51,10 @@ from benchmarks.targets import INFO, Target, difference
 from server.repository import TEXT_INPUT
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SERVERS = ("ours", "triton")
+SERVERS = ("ours", "triton", "floor")
+# The floor (canned answers) is measured up to this concurrency: beyond it a canned HTTP server answers ~20,000
+# requests/s on this project's machines, and perf_analyzer's stabilization never ends.
+FLOOR_MAX_CONCURRENCY = 8
 PROTOCOLS = ("http", "grpc")
 MB = 2**20
 US_PER_MS = 1000.0
@@ -124,7 +128,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--model-repository", type=Path, default=Path("models"))
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
-    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, of: ours, triton")
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS),
+        help="comma-separated, of: ours, triton, floor (the protocol stacks with canned answers and no model, "
+             f"measured at concurrencies up to {FLOOR_MAX_CONCURRENCY})",
+    )
     parser.add_argument("--concurrency", default="1,8,64")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated, of: http, grpc")
     parser.add_argument("--perf-analyzer", help="the binary (default: next to python, else on PATH)")
@@ -321,8 +329,9 @@ def evaluate(results: dict) -> list[Target]:
 
 def ceiling_bounds(results: dict) -> list[Target]:
     """Reported, not judged: at each concurrency C, the offline ceiling running one text at a time or batches
-    within arrival windows of C texts (what C clients sending one text each let a server hold) over Triton's texts/s, the most ours / Triton
-    could be on this machine, and ours against that ceiling. None without a ceiling (`--no-ceiling`)."""
+    within arrival windows of C texts (what C clients sending one text each let a server hold) over Triton's
+    texts/s, the most ours / Triton could be on this machine, and ours against that ceiling. None without a
+    ceiling (`--no-ceiling`)."""
     by_window = (results.get("ceiling") or {}).get("best_by_window") or {}
     targets = []
     for window, best in sorted(by_window.items(), key=lambda item: int(item[0])):
@@ -344,7 +353,31 @@ def grpc_targets(results: dict) -> list[Target]:
     if not ours:
         return []
     triton = _protocol_rows(results, "triton", "Triton", judged=False, note=" (the same comparison on Triton)")
-    return ours + triton
+    floor = _protocol_rows(results, "floor", "floor", judged=False,
+                           note=" (the protocol stacks alone, canned answers: the most ours can be)")
+    costs = [*_cpu_rows(results, "ours", ""), *_cpu_rows(results, "floor", " (the protocol stacks alone)")]
+    return ours + triton + floor + costs
+
+
+def cpu_us_per_request(found: dict) -> float:
+    """The server's CPU time per request (one text each), in microseconds: its CPU % over the perf_analyzer run
+    (every thread of the process) at the run's texts/s; NaN without both."""
+    cpu, texts = found.get("cpu_percent", math.nan), found.get("texts_per_s", math.nan)
+    if not texts or math.isnan(cpu) or math.isnan(texts):
+        return math.nan
+    return cpu / 100 * 1e6 / texts
+
+
+def _cpu_rows(results: dict, server: str, note: str) -> list[Target]:
+    """Reported: `server`'s CPU per request over gRPC minus over HTTP at each concurrency with both measured."""
+    points = (results.get("servers", {}).get(server) or {}).get("points", [])
+    concurrencies = sorted({p["concurrency"] for p in points if p.get("protocol") == "grpc"})
+    return [
+        Target(f"perf_analyzer c={c}: {server} server CPU per request, gRPC - HTTP{note}",
+               difference(cpu_us_per_request(point(results, server, c, "grpc")),
+                          cpu_us_per_request(point(results, server, c))), INFO, True, "us")
+        for c in concurrencies
+    ]
 
 
 def _protocol_rows(results: dict, server: str, label: str, *, judged: bool, note: str = "") -> list[Target]:
@@ -385,12 +418,12 @@ def _rounds_sentence(results: dict) -> str:
 
 
 def markdown(results: dict, targets: Sequence[Target]) -> str:
-    columns = ("server", "load", "texts/s", "p50 ms", "p99 ms", "RSS MB", "server CPU %",
+    columns = ("server", "load", "texts/s", "p50 ms", "p99 ms", "RSS MB", "server CPU %", "CPU us / request",
                "rounds: texts/s (p50 ms)", "error")
     rows = [
         [name if p.get("protocol", "http") == "http" else f"{name} ({p['protocol']})", f"c={p['concurrency']}",
-         p["texts_per_s"], p["p50_ms"], p["p99_ms"], p["rss_mb"], p["cpu_percent"], _rounds_cell(p),
-         p["error"] or "-"]
+         p["texts_per_s"], p["p50_ms"], p["p99_ms"], p["rss_mb"], p["cpu_percent"], cpu_us_per_request(p),
+         _rounds_cell(p), p["error"] or "-"]
         for name, entry in results["servers"].items()
         for p in entry.get("points", [])
     ]  # fmt: skip
@@ -431,6 +464,11 @@ def _ceiling_section(measured: dict | None) -> list[str]:
     ]
 
 
+def concurrencies_for(server: str, concurrencies: Sequence[int]) -> list[int]:
+    """The concurrencies `server` is measured at: all of them, the floor's only up to FLOOR_MAX_CONCURRENCY."""
+    return [c for c in concurrencies if server != "floor" or c <= FLOOR_MAX_CONCURRENCY]
+
+
 def run_servers(args: argparse.Namespace, client: Client, work: Path) -> dict:
     server_args = tuple(shlex.split(args.server_args))
     if "grpc" in args.protocols:
@@ -448,8 +486,8 @@ def run_servers(args: argparse.Namespace, client: Client, work: Path) -> dict:
     for name in args.servers:
         print(f"[{name}] starting", flush=True)
         try:
-            servers[name] = run_server(factories[name](), client, args.concurrency, args.out / "logs",
-                                       args.protocols, args.rounds)
+            servers[name] = run_server(factories[name](), client, concurrencies_for(name, args.concurrency),
+                                       args.out / "logs", args.protocols, args.rounds)
         except ContenderUnavailable as exc:
             reason = " ".join(str(exc).split())[-600:]
             print(f"[{name}] SKIPPED: {reason}", flush=True)

@@ -41,6 +41,8 @@ class Target:
 
 
 def _fmt(value: float, unit: str) -> str:
+    if unit == "us":
+        return f"{value:.0f} us"
     return f"{value:.1f} {unit}" if unit == "ms" else f"{value:.2f}{unit}"
 
 

@@ -50,8 +50,7 @@ def _address(host: str, port: int) -> str:
 
 async def _start(app: web.Application) -> GrpcRuntime:
     import grpc
-    from grpc_health.v1 import health_pb2_grpc
-    from .grpc_health import ServerHealth
+    from .grpc_health import ServerHealth, register_health
     from .grpc_service import InferenceService, add_to_server
 
     config = app[CONFIG]
@@ -61,7 +60,7 @@ async def _start(app: web.Application) -> GrpcRuntime:
     health = ServerHealth(app)
     service = InferenceService(app, health.sync)
     add_to_server(service, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    register_health(health, server)
     port = server.add_insecure_port(_address(config.host, config.grpc_port))
     if not port:
         raise RuntimeError(f"gRPC cannot listen on {_address(config.host, config.grpc_port)}")

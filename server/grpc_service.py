@@ -14,8 +14,6 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from aiohttp import web
@@ -23,7 +21,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from . import kserve_infer, model_control
 from .auth import check_bearer
-from .errors import ErrorKind, ServerError, grpc_status_name
+from .errors import ErrorKind, ServerError
+from .grpc_registration import Undecodable, end_call, register
 from .model import ServedModel
 from .protocols import kserve, kserve_grpc
 from .routes.common import server_version
@@ -32,61 +31,11 @@ from .state import CONFIG, LIFECYCLE, REGISTRY
 
 log = logging.getLogger(__name__)
 
-# Requests of one ModelStreamInfer stream running at once; the stream is read on as they are answered.
-
-
-def grpc_code(error: ServerError) -> grpc.StatusCode:
-    return grpc.StatusCode[grpc_status_name(error.kind)]
-
-
-@dataclass(frozen=True)
-class Undecodable:
-    """A request message protobuf could not parse, handed to the RPC in its place: a unary RPC answers
-    INVALID_ARGUMENT, a stream answers that request with `error_message` and reads on. (grpc's own deserializer
-    failure is an UNKNOWN status, and ends a stream with the requests it was running.)"""
-
-    method: str
-    reason: str
-
-    def error(self) -> ServerError:
-        return ServerError(ErrorKind.INVALID_INPUT, f"the {self.method} request message could not be parsed: "
-                           f"{self.reason}")
-
-
-def _tolerant(method: str, parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
-    def deserialize(data: bytes) -> Any:
-        try:
-            return parse(data)
-        except Exception as exc:  # google.protobuf.message.DecodeError, whatever the bytes
-            return Undecodable(method, str(exc) or type(exc).__name__)
-
-    return deserialize
-
-
-class _Handlers:
-    """Stands in for the server in the generated `add_..._to_server`, to take the method handlers it builds."""
-
-    def __init__(self) -> None:
-        self.service, self.by_method = "", {}
-
-    def add_generic_rpc_handlers(self, handlers) -> None:
-        pass
-
-    def add_registered_method_handlers(self, service: str, by_method: dict) -> None:
-        self.service, self.by_method = service, by_method
-
 
 def add_to_server(service: InferenceService, server: grpc.aio.Server) -> None:
-    """Register `service` as the generated code of Triton's proto does, each request deserializer made tolerant
-    of undecodable messages (`Undecodable`)."""
-    taken = _Handlers()
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(service, taken)
-    if not taken.by_method:  # generated code older than grpcio 1.63's registered method handlers
-        raise RuntimeError("tritonclient's generated gRPC code registered no method handlers: upgrade tritonclient")
-    handlers = {name: handler._replace(request_deserializer=_tolerant(name, handler.request_deserializer))
-                for name, handler in taken.by_method.items()}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(taken.service, handlers),))
-    server.add_registered_method_handlers(taken.service, handlers)
+    """Register `service` as the generated code of Triton's proto does, its request deserializers tolerant of
+    undecodable messages (`grpc_registration`)."""
+    register(service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, service, server)
 
 
 def _rpc(*, public: bool = False):
@@ -108,26 +57,15 @@ def _rpc(*, public: bool = False):
                 finally:
                     self.lifecycle.request_finished()
             except ServerError as exc:
-                code, message = grpc_code(exc), exc.message
+                end_call(context, exc)
             except Exception:
                 log.exception("gRPC %s failed", method.__name__)
-                internal = ServerError(ErrorKind.INTERNAL, f"internal server error in {method.__name__}")
-                code, message = grpc_code(internal), internal.message
-            _fail(context, code, message)
+                end_call(context, ServerError(ErrorKind.INTERNAL, f"internal server error in {method.__name__}"))
             return None
 
         return handler
 
     return decorate
-
-
-def _fail(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:
-    """End the RPC with `code` once the handler returns. Not `context.abort`: grpc.aio keeps the AbortError it
-    raises in the call's state, whose traceback holds the handler's frame and so the request message; that cycle
-    lives until a full garbage collection, which allocations of large messages seldom trigger (a server answering
-    15 MB requests with errors grew by ~200 MB per request)."""
-    context.set_code(code)
-    context.set_details(message)
 
 
 _SEND_TENSORS = ": send tensors in the request message"
@@ -220,7 +158,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         try:
             self.authenticate(context)
         except ServerError as exc:
-            _fail(context, grpc_code(exc), exc.message)
+            end_call(context, exc)
             return
         writing = asyncio.Lock()
         slots = asyncio.Semaphore(self.app[CONFIG].grpc_stream_in_flight)

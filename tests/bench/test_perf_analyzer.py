@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import perf
+from benchmarks import perf, report
 
 # Written by perf_analyzer 2.60 (-f) against this server; latencies in microseconds.
 CSV = (
@@ -149,6 +149,8 @@ def test_markdown_lists_every_round_and_the_order_of_protocols():
                "protocols": ["http", "grpc"]}
     text = perf.markdown(results, [])
     assert "| 300.0 (20.0) / 250.0 (25.0) / 310.0 (19.0) |" in text
+    assert f"| {report.fmt(190.0)} | {report.fmt(190.0 / 100 * 1e6 / 300)} | 300.0 (20.0)" in text, \
+        "the server's CPU %, then its CPU time per request"
     assert "(HTTP, gRPC, then gRPC, HTTP)" in text
     failed = dataclasses.asdict(perf.median_round([_measured(300, 20), _measured(math.nan, math.nan, "exit 2")]))
     results["servers"]["ours"]["points"] = [failed]
@@ -194,3 +196,42 @@ def test_concurrency_must_be_positive_and_is_measured_once():
     assert perf.parse_args(["--concurrency", "8,1,8"]).concurrency == [8, 1]
     with pytest.raises(SystemExit):
         perf.parse_args(["--concurrency", "0,8"])
+
+
+def _with_cpu(c, texts, p50, cpu, protocol="http"):
+    return {**_point(c, texts, p50), "cpu_percent": cpu, "protocol": protocol}
+
+
+def test_cpu_per_request_is_the_servers_cpu_time_at_its_rate():
+    assert perf.cpu_us_per_request({"cpu_percent": 150.0, "texts_per_s": 500.0}) == pytest.approx(3000.0)
+    assert math.isnan(perf.cpu_us_per_request({"cpu_percent": 150.0, "texts_per_s": math.nan}))
+    assert math.isnan(perf.cpu_us_per_request({"cpu_percent": 150.0, "texts_per_s": 0.0}))
+    assert math.isnan(perf.cpu_us_per_request({}))
+
+
+def test_the_floor_and_each_protocols_cpu_per_request_are_reported_beside_ours_not_judged():
+    ours = [_with_cpu(1, 300, 3.0, 190.0), _with_cpu(1, 290, 3.1, 190.0, "grpc"),
+            _with_cpu(8, 520, 13.0, 190.0), _with_cpu(8, 500, 14.0, 190.0, "grpc")]
+    floor = [_with_cpu(1, 8000, 0.10, 60.0), _with_cpu(1, 2600, 0.37, 78.0, "grpc"),
+             _with_cpu(8, 17000, 0.43, 85.0), _with_cpu(8, 6400, 1.1, 110.0, "grpc")]
+    results = {"servers": {"ours": {"points": ours}, "triton": {"points": []}, "floor": {"points": floor}}}
+    targets = {t.name: t for t in perf.evaluate(results)}
+    note = " (the protocol stacks alone, canned answers: the most ours can be)"
+    ratio8 = targets[f"perf_analyzer c=8: floor gRPC / HTTP texts/s{note}"]
+    assert ratio8.value == pytest.approx(6400 / 17000) and ratio8.verdict == "info"
+    p50 = targets[f"perf_analyzer c=1: floor gRPC p50 - HTTP p50{note}"]
+    assert p50.value == pytest.approx(0.27) and p50.verdict == "info"
+    floor_cpu = targets["perf_analyzer c=8: floor server CPU per request, gRPC - HTTP (the protocol stacks alone)"]
+    assert floor_cpu.value == pytest.approx(110e4 / 6400 - 85e4 / 17000) and floor_cpu.verdict == "info"
+    assert floor_cpu.measured() == f"{110e4 / 6400 - 85e4 / 17000:.0f} us"
+    ours_cpu = targets["perf_analyzer c=1: ours server CPU per request, gRPC - HTTP"]
+    assert ours_cpu.value == pytest.approx(190e4 / 290 - 190e4 / 300)
+    assert targets["perf_analyzer c=8: ours gRPC / HTTP texts/s"].verdict == "MISS", "ours is still judged"
+    without_floor = {"servers": {"ours": {"points": ours}, "triton": {"points": []}}}
+    assert not [t for t in perf.evaluate(without_floor) if "floor" in t.name]
+
+
+def test_the_floor_runs_at_the_concurrencies_perf_analyzer_can_measure_it():
+    assert perf.concurrencies_for("floor", [1, 8, 64]) == [c for c in (1, 8, 64) if c <= perf.FLOOR_MAX_CONCURRENCY]
+    assert perf.concurrencies_for("ours", [1, 8, 64]) == [1, 8, 64]
+    assert "floor" in perf.parse_args([]).servers

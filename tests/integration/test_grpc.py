@@ -460,6 +460,22 @@ def test_an_undecodable_message_is_invalid_argument_and_a_stream_reads_on(minilm
     assert sorted(r.infer_response.id for r in responses if not r.error_message) == ["a", "b"]
 
 
+@pytest.mark.parametrize("method", ["Check", "Watch"])
+def test_an_undecodable_health_request_is_invalid_argument_and_health_answers_on(minilm_server, method):
+    """grpcio-health-checking's own deserializer answered UNKNOWN ("Exception deserializing request!")."""
+    with grpc.insecure_channel(grpc_url(minilm_server)) as channel:
+        call = (channel.unary_unary if method == "Check" else channel.unary_stream)(
+            f"/grpc.health.v1.Health/{method}", request_serializer=lambda raw: raw,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        with pytest.raises(grpc.RpcError) as info:
+            answer = call(GARBAGE, timeout=30)
+            if method == "Watch":
+                list(answer)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert f"{method} request message could not be parsed" in info.value.details()
+        assert health_check(channel, "") == SERVING
+
+
 def test_an_undecodable_message_without_the_key_is_unauthenticated(guarded_server):
     with grpc.insecure_channel(grpc_url(guarded_server)) as channel:
         assert garbage_model_infer_error(channel).code() == grpc.StatusCode.UNAUTHENTICATED

@@ -1,0 +1,142 @@
+"""The protocol floor: KServe v2 over HTTP and over gRPC with no model behind them.
+
+One process, one event loop, both stacks as the server runs them: aiohttp on `--port` and `grpc.aio` with
+Triton's `GRPCInferenceService` servicer (tritonclient's generated code) on `--grpc-port`. The metadata and config
+are the server's own, built from the model's repository entry. Every inference is answered at once with the
+same outputs the server returns for one text (the embedding and the three chunk outputs, zeros of their shapes).
+Over HTTP the body is read but not parsed; over gRPC the servicer gets the message grpc parsed. The server
+metadata names no extension, so perf_analyzer asks for no statistics (the floor keeps none). The work left is
+each stack's own per request, so driven by perf_analyzer it shows what each protocol costs on this machine, and
+how fast each could go, before any model or batching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+import grpc
+import numpy as np
+from aiohttp import web
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from server.protocols import kserve, kserve_grpc
+from server.repository import (CHUNK_OUTPUTS, OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_SPAN,
+                               OUTPUT_EMBEDDING, ModelEntry, find_model)
+
+NAME, VERSION = "onnx-embedding-server-floor", "0"
+
+
+def canned_tensors(dimension: int) -> dict[str, np.ndarray]:
+    """The outputs the server returns for one text without chunking, by name (`server/kserve_infer.py`)."""
+    return {
+        OUTPUT_EMBEDDING: np.zeros((1, dimension), dtype=np.float32),
+        OUTPUT_CHUNK_EMBEDDING: np.zeros((1, 1, dimension), dtype=np.float32),
+        OUTPUT_CHUNK_COUNT: np.ones((1, 1), dtype=np.int64),
+        OUTPUT_CHUNK_SPAN: np.zeros((1, 1, 2), dtype=np.int64),
+    }
+
+
+def _outputs() -> list[kserve.RequestedOutput]:
+    return [kserve.requested_output(name, {}, "floor", True) for name in (OUTPUT_EMBEDDING, *CHUNK_OUTPUTS)]
+
+
+def http_app(entry: ModelEntry, dimension: int) -> web.Application:
+    tensors = canned_tensors(dimension)
+    body, header_length = kserve.build_infer_response(
+        model=entry.name, version=str(entry.version), request_id=None, vectors=tensors[OUTPUT_EMBEDDING],
+        outputs=_outputs(), extra={name: tensors[name] for name in CHUNK_OUTPUTS})
+    headers = {"Inference-Header-Content-Length": str(header_length), "Content-Type": "application/octet-stream"}
+    metadata = kserve.model_metadata(entry.name, [str(entry.version)], entry.config)
+    config = kserve.model_config(entry.config)
+
+    async def infer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=body, headers=headers)
+
+    def constant(payload: bytes):
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(body=payload, content_type="application/json")
+
+        return handler
+
+    app = web.Application(client_max_size=16 * 2**20)
+    model = f"/v2/models/{entry.name}"
+    for prefix in (model, f"{model}/versions/{entry.version}"):
+        app.router.add_get(prefix, constant(metadata))
+        app.router.add_get(prefix + "/config", constant(config))
+        app.router.add_get(prefix + "/ready", constant(b""))
+        app.router.add_post(prefix + "/infer", infer)
+    app.router.add_get("/v2", constant(json.dumps({"name": NAME, "version": VERSION, "extensions": []}).encode()))
+    app.router.add_get("/v2/health/live", constant(b""))
+    app.router.add_get("/v2/health/ready", constant(b""))
+    return app
+
+
+class FloorService(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """The RPCs perf_analyzer and tritonclient use, with canned answers."""
+
+    def __init__(self, entry: ModelEntry, dimension: int) -> None:
+        tensors = canned_tensors(dimension)
+        self._response = kserve_grpc.infer_response(model=entry.name, version=str(entry.version), request_id=None,
+                                                    tensors=tensors, outputs=_outputs())
+        self._metadata = kserve_grpc.model_metadata(entry.name, [str(entry.version)], entry.config)
+        self._config = kserve_grpc.model_config(entry.config)
+
+    async def ServerLive(self, request, context):
+        return service_pb2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context):
+        return service_pb2.ServerReadyResponse(ready=True)
+
+    async def ModelReady(self, request, context):
+        return service_pb2.ModelReadyResponse(ready=True)
+
+    async def ServerMetadata(self, request, context):
+        return service_pb2.ServerMetadataResponse(name=NAME, version=VERSION)
+
+    async def ModelMetadata(self, request, context):
+        return self._metadata
+
+    async def ModelConfig(self, request, context):
+        return self._config
+
+    async def ModelInfer(self, request, context):
+        return self._response
+
+
+async def serve(entry: ModelEntry, dimension: int, host: str, port: int, grpc_port: int) -> None:
+    """gRPC first, then HTTP: once HTTP answers (the harness's readiness probe), both are listening."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(FloorService(entry, dimension), server)
+    if not server.add_insecure_port(f"{host}:{grpc_port}"):
+        raise SystemExit(f"gRPC cannot listen on {host}:{grpc_port}")
+    await server.start()
+    runner = web.AppRunner(http_app(entry, dimension), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    print(f"floor: HTTP {host}:{port}, gRPC {host}:{grpc_port}, model {entry.name}", flush=True)
+    try:
+        await server.wait_for_termination()
+    finally:
+        await server.stop(None)
+        await runner.cleanup()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-repository", type=Path, required=True, help="the Triton model repository")
+    parser.add_argument("--model", required=True, help="the model whose metadata and outputs are served")
+    parser.add_argument("--dimension", type=int, required=True, help="the embedding dimension of the outputs")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True, help="HTTP port")
+    parser.add_argument("--grpc-port", type=int, required=True, help="gRPC port")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    model_entry = find_model(args.model_repository, args.model)
+    asyncio.run(serve(model_entry, args.dimension, args.host, args.port, args.grpc_port))
