@@ -1,6 +1,6 @@
-"""`python -m benchmarks.perf`: Triton's own load generator, perf_analyzer, against this server and Triton.
+"""`python -m benchmarks.perf`: Triton's own load generator, perf_analyzer, against this server, Triton and the floor.
 
-A second client, independent of the project's: the same command for both servers and both protocols (KServe
+A second client, independent of the project's: the same command for every server and both protocols (KServe
 v2 over HTTP and over gRPC, a BYTES input `TEXT` of one STS-B dev sentence per request, closed loop at each
 concurrency):
 
@@ -354,14 +354,16 @@ def grpc_targets(results: dict) -> list[Target]:
         return []
     triton = _protocol_rows(results, "triton", "Triton", judged=False, note=" (the same comparison on Triton)")
     floor = _protocol_rows(results, "floor", "floor", judged=False,
-                           note=" (the protocol stacks alone, canned answers: the most ours can be)")
+                           note=" (the protocol stacks alone, canned answers)")
     costs = [*_cpu_rows(results, "ours", ""), *_cpu_rows(results, "floor", " (the protocol stacks alone)")]
     return ours + triton + floor + costs
 
 
 def cpu_us_per_request(found: dict) -> float:
-    """The server's CPU time per request (one text each), in microseconds: its CPU % over the perf_analyzer run
-    (every thread of the process) at the run's texts/s; NaN without both."""
+    """The server's CPU time per request (one text each), in microseconds, estimated: its CPU % (every thread of
+    the process) sampled over the whole perf_analyzer run, start-up and stabilization windows included, at the
+    texts/s of the measured window; for a point of several rounds, the median CPU % at the median texts/s. NaN
+    without both."""
     cpu, texts = found.get("cpu_percent", math.nan), found.get("texts_per_s", math.nan)
     if not texts or math.isnan(cpu) or math.isnan(texts):
         return math.nan
@@ -432,7 +434,7 @@ def markdown(results: dict, targets: Sequence[Target]) -> str:
     described += [f"**{n}** skipped: {e['skipped']}" for n, e in servers if e.get("skipped")]
     protocols = " and ".join("gRPC" if p == "grpc" else "HTTP" for p in results.get("protocols", ["http"]))
     parts = [
-        f"# perf_analyzer: this server and Triton, KServe v2 over {protocols}",
+        f"# perf_analyzer: this server, Triton and the protocol floor, KServe v2 over {protocols}",
         (f"Run {results['started']} with `{results['command']}` ({results['elapsed_s']:.0f} s), model "
          f"{results['model']}, {results['sentences']} STS-B dev sentences as input data, one per request."),
         f"Command per point: `{results['perf_analyzer_command']}`",
@@ -476,7 +478,7 @@ def run_servers(args: argparse.Namespace, client: Client, work: Path) -> dict:
     setup = Setup(
         args.model_repository,
         args.model,
-        Path("."),  # no sentence-transformers folder: neither contender needs one
+        Path("."),  # no sentence-transformers folder: no contender here needs one
         work,
         intra_op_threads=args.triton_intra_op,
         server_args=server_args,

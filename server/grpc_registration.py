@@ -31,6 +31,7 @@ class Undecodable:
 
 
 def tolerant(method: str, parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """`parse` (a request deserializer of `method`), returning an `Undecodable` where it would raise."""
     def deserialize(data: bytes) -> Any:
         try:
             return parse(data)
@@ -72,9 +73,11 @@ def grpc_code(error: ServerError) -> grpc.StatusCode:
 
 
 def end_call(context: grpc.aio.ServicerContext, error: ServerError) -> None:
-    """End the RPC with the status of `error` (`grpc_code`) and its message once the handler returns. Not `context.abort`: grpc.aio keeps the AbortError it
-    raises in the call's state, whose traceback holds the handler's frame and so the request message; that cycle
-    lives until a full garbage collection, which allocations of large messages seldom trigger (a server answering
-    15 MB requests with errors grew by ~200 MB per request)."""
+    """End the RPC with the status of `error` (`grpc_code`) and its message once the handler returns.
+
+    Not `context.abort`: grpc.aio keeps the AbortError it raises in the call's state, whose traceback holds the
+    handler's frame and so the request message; that cycle lives until a full garbage collection, which
+    allocations of large messages seldom trigger (a server answering 15 MB requests with errors grew by ~200 MB
+    per request)."""
     context.set_code(grpc_code(error))
     context.set_details(error.message)

@@ -1,13 +1,17 @@
 """The protocol floor: KServe v2 over HTTP and over gRPC with no model behind them.
 
-One process, one event loop, both stacks as the server runs them: aiohttp on `--port` and `grpc.aio` with
-Triton's `GRPCInferenceService` servicer (tritonclient's generated code) on `--grpc-port`. The metadata and config
-are the server's own, built from the model's repository entry. Every inference is answered at once with the
-same outputs the server returns for one text (the embedding and the three chunk outputs, zeros of their shapes).
-Over HTTP the body is read but not parsed; over gRPC the servicer gets the message grpc parsed. The server
-metadata names no extension, so perf_analyzer asks for no statistics (the floor keeps none). The work left is
-each stack's own per request, so driven by perf_analyzer it shows what each protocol costs on this machine, and
-how fast each could go, before any model or batching.
+One process, one event loop, both stacks as the server runs them: aiohttp behind the server's own protocol
+factory (`server/serving.py`: the connection count and header deadline) on `--port`, and `grpc.aio` with Triton's
+`GRPCInferenceService` servicer (tritonclient's generated code, registered with the server's tolerant
+deserializers) on `--grpc-port`, with the server's message size options. The metadata and config are the
+server's own, built from the model's repository entry. Every inference is answered at once with the outputs the
+server returns for one text when every output is requested, as perf_analyzer requests them (the embedding and the
+three chunk outputs, zeros of their shapes). Each protocol still pays its own codec per request: over HTTP the
+JSON header of the request is parsed and the response's is written (orjson, as the server does), the tensor
+bytes prebuilt; over gRPC grpc parses the request message and serializes the prebuilt response. Left out on both
+sides is the server's own per-request bookkeeping (HTTP middleware, the gRPC call wrapper), and all inference.
+The server metadata names no extension, so perf_analyzer asks for no statistics (the floor keeps none). Driven
+by perf_analyzer it shows what each protocol costs on this machine before any model or batching.
 """
 
 from __future__ import annotations
@@ -19,18 +23,23 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import orjson
 from aiohttp import web
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from server.config import ServerConfig
+from server.grpc_registration import register
 from server.protocols import kserve, kserve_grpc
 from server.repository import (CHUNK_OUTPUTS, OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_SPAN,
                                OUTPUT_EMBEDDING, ModelEntry, find_model)
+from server.serving import CappedProtocolFactory
 
 NAME, VERSION = "onnx-embedding-server-floor", "0"
 
 
 def canned_tensors(dimension: int) -> dict[str, np.ndarray]:
-    """The outputs the server returns for one text without chunking, by name (`server/kserve_infer.py`)."""
+    """The outputs the server returns for one text when every output is requested, as perf_analyzer requests
+    them, by name (`server/kserve_infer.py`)."""
     return {
         OUTPUT_EMBEDDING: np.zeros((1, dimension), dtype=np.float32),
         OUTPUT_CHUNK_EMBEDDING: np.zeros((1, 1, dimension), dtype=np.float32),
@@ -48,13 +57,18 @@ def http_app(entry: ModelEntry, dimension: int) -> web.Application:
     body, header_length = kserve.build_infer_response(
         model=entry.name, version=str(entry.version), request_id=None, vectors=tensors[OUTPUT_EMBEDDING],
         outputs=_outputs(), extra={name: tensors[name] for name in CHUNK_OUTPUTS})
-    headers = {"Inference-Header-Content-Length": str(header_length), "Content-Type": "application/octet-stream"}
+    assert header_length is not None  # every output is binary
+    response_header, tensor_bytes = orjson.loads(body[:header_length]), body[header_length:]
     metadata = kserve.model_metadata(entry.name, [str(entry.version)], entry.config)
     config = kserve.model_config(entry.config)
 
     async def infer(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(body=body, headers=headers)
+        raw = await request.read()
+        length = request.headers.get("Inference-Header-Content-Length")
+        orjson.loads(raw[:int(length)] if length else raw)
+        header = orjson.dumps(response_header)
+        return web.Response(body=header + tensor_bytes, headers={
+            "Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"})
 
     def constant(payload: bytes):
         async def handler(request: web.Request) -> web.Response:
@@ -109,18 +123,24 @@ class FloorService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
 async def serve(entry: ModelEntry, dimension: int, host: str, port: int, grpc_port: int) -> None:
     """gRPC first, then HTTP: once HTTP answers (the harness's readiness probe), both are listening."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(FloorService(entry, dimension), server)
+    defaults = ServerConfig()
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", defaults.max_request_bytes),
+                                      ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
+    register(service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, FloorService(entry, dimension), server)
     if not server.add_insecure_port(f"{host}:{grpc_port}"):
         raise SystemExit(f"gRPC cannot listen on {host}:{grpc_port}")
     await server.start()
-    runner = web.AppRunner(http_app(entry, dimension), access_log=None)
+    runner = web.AppRunner(http_app(entry, dimension), access_log=None, handler_cancellation=True,
+                           keepalive_timeout=defaults.keep_alive_timeout_s)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    assert runner.server is not None
+    factory = CappedProtocolFactory(runner.server, defaults.max_connections, defaults.header_timeout_s)
+    listener = await asyncio.get_running_loop().create_server(factory, host, port, reuse_address=True)
     print(f"floor: HTTP {host}:{port}, gRPC {host}:{grpc_port}, model {entry.name}", flush=True)
     try:
         await server.wait_for_termination()
     finally:
+        listener.close()
         await server.stop(None)
         await runner.cleanup()
 
