@@ -32,6 +32,7 @@ class Undecodable:
 
 def tolerant(method: str, parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     """`parse` (a request deserializer of `method`), returning an `Undecodable` where it would raise."""
+
     def deserialize(data: bytes) -> Any:
         try:
             return parse(data)
