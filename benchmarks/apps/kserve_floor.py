@@ -28,10 +28,10 @@ from aiohttp import web
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from server.config import ServerConfig
+from server.embedding import ChunkSet, chunk_tensors
 from server.grpc_registration import register
 from server.protocols import kserve, kserve_grpc
-from server.repository import (CHUNK_OUTPUTS, OUTPUT_CHUNK_COUNT, OUTPUT_CHUNK_EMBEDDING, OUTPUT_CHUNK_SPAN,
-                               OUTPUT_EMBEDDING, ModelEntry, find_model)
+from server.repository import CHUNK_OUTPUTS, OUTPUT_EMBEDDING, ModelEntry, find_model
 from server.serving import CappedProtocolFactory
 
 NAME, VERSION = "onnx-embedding-server-floor", "0"
@@ -39,13 +39,10 @@ NAME, VERSION = "onnx-embedding-server-floor", "0"
 
 def canned_tensors(dimension: int) -> dict[str, np.ndarray]:
     """The outputs the server returns for one text when every output is requested, as perf_analyzer requests
-    them, by name (`server/kserve_infer.py`)."""
-    return {
-        OUTPUT_EMBEDDING: np.zeros((1, dimension), dtype=np.float32),
-        OUTPUT_CHUNK_EMBEDDING: np.zeros((1, 1, dimension), dtype=np.float32),
-        OUTPUT_CHUNK_COUNT: np.ones((1, 1), dtype=np.int64),
-        OUTPUT_CHUNK_SPAN: np.zeros((1, 1, 2), dtype=np.int64),
-    }
+    them, by name: its embedding (zeros here) and that text as its one chunk (`server/kserve_infer.py`)."""
+    vectors = np.zeros((1, dimension), dtype=np.float32)
+    one_chunk = ChunkSet(vectors, np.zeros((1, 2), dtype=np.int64))
+    return {OUTPUT_EMBEDDING: vectors, **chunk_tensors([one_chunk], dimension)}
 
 
 def _outputs() -> list[kserve.RequestedOutput]:
